@@ -1,0 +1,34 @@
+# clipdeploy — set-up and the two jobs CI and users run.
+#   make demo   create .venv if missing, install, run the main job end to end (offline, seeded weights)
+#   make test   create .venv if missing, install, run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.clipdeploy-installed
+DEMO   := out/demo
+
+.PHONY: install demo test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	@echo "== the model zoo"
+	$(BIN)/clip-models list
+	@echo "== MobileCLIP-S0 on seeded weights in Apple's released .pt layout, saved and reloaded"
+	$(BIN)/clip-models check mobileclip_s0 --random-weights 0 --save $(DEMO)/mobileclip_s0_seed0.pt --layout apple
+	$(BIN)/clip-models check mobileclip_s0 --checkpoint $(DEMO)/mobileclip_s0_seed0.pt --json
+	@echo "== demo done: weights in $(DEMO)/"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,137 @@
+"""``load_model`` and the :class:`CLIPModel` every later stage works with."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from .build import build_module
+from .checkpoint import load_state_dict_checked, read_state_dict
+from .download import download, sha256_file
+from .errors import ClipDeployError
+from .layouts import apple_to_native, native_to_apple
+from .preprocess import normalize_image, preprocess_image
+from .registry import ModelSpec, get_spec, list_models
+from .test_weights import seeded_state_dict
+from .tokenizer import tokenize
+
+__all__ = ["CLIPModel", "load_model", "list_models", "build_module"]
+
+
+class CLIPModel:
+    """A loaded model: spec, torch module, and the encoders with the toolkit's input conventions.
+
+    * ``encode_image(x)``: float32 [B, 3, R, R] RGB in [0, 1] -> L2-normalized [B, D]. Any mean/std the
+      model needs is applied here (as the exported artifacts do), not by the caller.
+    * ``encode_text(ids)``: int [B, 77] -> L2-normalized [B, D].
+    """
+
+    def __init__(self, spec: ModelSpec, module: nn.Module, source: str,
+                 checkpoint_sha256: Optional[str] = None, layout: Optional[str] = None):
+        self.spec = spec
+        self.module = module
+        self.source = source
+        self.checkpoint_sha256 = checkpoint_sha256
+        self.layout = layout
+
+    def __repr__(self):
+        return f"CLIPModel({self.spec.name}, source={self.source!r})"
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.module.logit_scale.detach().float().exp().clamp(max=100.0))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    @torch.no_grad()
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.spec.image_size
+        if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != (r, r):
+            raise ValueError(f"{self.spec.name} takes images as float [B, 3, {r}, {r}] RGB in [0, 1], "
+                             f"got {list(x.shape)}; use m.preprocess(pil_image)")
+        x = normalize_image(x.to(self.device, torch.float32), self.spec)
+        return self.module.encode_image(x, normalize=True)
+
+    @torch.no_grad()
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        n = self.spec.context_length
+        if tokens.dim() != 2 or tokens.shape[1] != n:
+            raise ValueError(f"{self.spec.name} takes token ids as int [B, {n}] (padded with 0), got "
+                             f"{list(tokens.shape)}; use m.tokenize([...])")
+        if tokens.is_floating_point():
+            raise ValueError("token ids must be an integer tensor; use m.tokenize([...])")
+        return self.module.encode_text(tokens.to(self.device, torch.long), normalize=True)
+
+    def tokenize(self, texts) -> torch.Tensor:
+        return tokenize(texts, self.spec.context_length)
+
+    def preprocess(self, image, normalize: bool = False) -> torch.Tensor:
+        return preprocess_image(image, self.spec, normalize=normalize)
+
+    @torch.no_grad()
+    def zero_shot(self, images: torch.Tensor, labels, template: str = "a photo of a {}.") -> torch.Tensor:
+        """Class probabilities [B, len(labels)] for [0, 1] images."""
+        text = self.encode_text(self.tokenize([template.format(label) for label in labels]))
+        return (self.logit_scale * self.encode_image(images) @ text.T).softmax(dim=-1)
+
+    def state_dict(self, layout: str = "native") -> dict:
+        """The weights in ``native`` (open_clip) layout or, for Apple's models, ``apple`` layout."""
+        sd = self.module.state_dict()
+        if layout == "native":
+            return sd
+        if layout == "apple":
+            return native_to_apple(sd, self.module, self.spec)
+        raise ValueError(f"unknown layout '{layout}': use 'native' or 'apple'")
+
+
+def _is_url(s: str) -> bool:
+    return s.startswith("http://") or s.startswith("https://")
+
+
+def resolve_checkpoint(spec: ModelSpec, checkpoint: Union[str, os.PathLike, None],
+                       progress: bool = True, sha256: Optional[str] = None) -> Path:
+    """A local file for ``checkpoint``: the file itself, a downloaded URL, or the official weights."""
+    if checkpoint is None:
+        ck = spec.checkpoint
+        return download(ck.url, sha256=ck.sha256, filename=ck.filename, progress=progress)
+    if isinstance(checkpoint, str) and _is_url(checkpoint):
+        official = spec.checkpoint
+        expected = sha256 or (official.sha256 if checkpoint == official.url else None)
+        return download(checkpoint, sha256=expected, progress=progress)
+    return Path(checkpoint)
+
+
+def load_model(name: str, checkpoint: Union[str, os.PathLike, None] = None,
+               random_weights: Optional[int] = None, device: Union[str, torch.device] = "cpu",
+               progress: bool = True, sha256: Optional[str] = None) -> CLIPModel:
+    """Build registry model ``name`` and load its weights.
+
+    ``checkpoint``: a local ``.pt``/``.bin``/``.safetensors`` (Apple or open_clip/native layout), or an
+    http(s) URL (downloaded to the cache, checked against ``sha256`` when given). Neither it nor
+    ``random_weights``: the official weights are downloaded. ``random_weights=SEED``: seeded test weights
+    (outputs depend on inputs), offline.
+    """
+    spec = get_spec(name)
+    if checkpoint is not None and random_weights is not None:
+        raise ClipDeployError("pass either a checkpoint or random_weights, not both")
+    module = build_module(spec)
+    if random_weights is not None:
+        sd = seeded_state_dict(module, int(random_weights))
+        if spec.family == "mobileclip":
+            # written in Apple's released layout, as the real checkpoints are
+            sd = apple_to_native(native_to_apple(sd, module, spec), module, spec)
+        module.load_state_dict(sd, strict=True)
+        model = CLIPModel(spec, module, source=f"random_weights={int(random_weights)}", layout="random")
+    else:
+        path = resolve_checkpoint(spec, checkpoint, progress=progress, sha256=sha256)
+        sd = read_state_dict(path)
+        layout = load_state_dict_checked(module, spec, sd, source=str(checkpoint or path))
+        model = CLIPModel(spec, module, source=str(checkpoint or spec.checkpoint.url),
+                          checkpoint_sha256=sha256_file(path), layout=layout)
+    module.to(device).eval()
+    return model
