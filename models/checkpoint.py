@@ -163,7 +163,8 @@ def load_state_dict_checked(module, spec, sd: dict, source: str = "checkpoint") 
         err = _mismatch_error(spec, "native", _shapes(module.state_dict()), _shapes(sd), sd, source)
         if err:
             raise err
-    sd = {k: v.to(module.state_dict()[k].dtype) if v.is_floating_point() else v for k, v in sd.items()}
+    own = module.state_dict()
+    sd = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in sd.items()}
     module.load_state_dict(sd, strict=True)
     return layout
 
