@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Optional, Union
 
@@ -98,6 +99,9 @@ def resolve_checkpoint(spec: ModelSpec, checkpoint: Union[str, os.PathLike, None
     """A local file for ``checkpoint``: the file itself, a downloaded URL, or the official weights."""
     if checkpoint is None:
         ck = spec.checkpoint
+        if ck.sha256 is None:
+            print(f"warning: no published sha256 is known for {spec.name}'s official weights; the "
+                  f"download is not checksum-verified", file=sys.stderr)
         return download(ck.url, sha256=ck.sha256, filename=ck.filename, progress=progress)
     if isinstance(checkpoint, str) and _is_url(checkpoint):
         official = spec.checkpoint
