@@ -31,15 +31,18 @@ class CLIPModel:
     """
 
     def __init__(self, spec: ModelSpec, module: nn.Module, source: str,
-                 checkpoint_sha256: Optional[str] = None, layout: Optional[str] = None):
+                 checkpoint_sha256: Optional[str] = None, layout: Optional[str] = None,
+                 fused: bool = False):
         self.spec = spec
+        self.fused = fused          # True: inference form (see clipdeploy.reparam)
         self.module = module
         self.source = source
         self.checkpoint_sha256 = checkpoint_sha256
         self.layout = layout
 
     def __repr__(self):
-        return f"CLIPModel({self.spec.name}, source={self.source!r})"
+        form = "fused" if self.fused else "train-time"
+        return f"CLIPModel({self.spec.name}, {form}, source={self.source!r})"
 
     @property
     def logit_scale(self) -> float:
@@ -86,6 +89,9 @@ class CLIPModel:
         if layout == "native":
             return sd
         if layout == "apple":
+            if self.fused:
+                raise ValueError("a fused model has no Apple .pt layout (Apple's files are unfused); "
+                                 "save it with clip-reparam or state_dict('native')")
             return native_to_apple(sd, self.module, self.spec)
         raise ValueError(f"unknown layout '{layout}': use 'native' or 'apple'")
 
@@ -136,6 +142,6 @@ def load_model(name: str, checkpoint: Union[str, os.PathLike, None] = None,
         sd = read_state_dict(path)
         layout = load_state_dict_checked(module, spec, sd, source=str(checkpoint or path))
         model = CLIPModel(spec, module, source=str(checkpoint or spec.checkpoint.url),
-                          checkpoint_sha256=sha256_file(path), layout=layout)
+                          checkpoint_sha256=sha256_file(path), layout=layout, fused=layout == "fused")
     module.to(device).eval()
     return model

@@ -16,6 +16,7 @@ from .errors import CheckpointError, CheckpointMismatchError
 from .layouts import apple_to_native, detect_layout, expected_apple_shapes
 
 SHOW = 5  # keys listed per category in an error message
+FUSED_MARKER = "__clipdeploy_fused__"  # written by clip-reparam (clipdeploy.reparam.fused_state_dict)
 
 
 def read_state_dict(path) -> dict:
@@ -90,6 +91,12 @@ def _reference_keys(name: str, layout: str):
         if spec.family != "mobileclip":
             return None
         return {k: s for k, (_, s) in expected_apple_shapes(module, spec).items()}
+    if layout == "fused":
+        try:
+            from clipdeploy.reparam import to_inference_form
+            to_inference_form(module)
+        except Exception:  # a fold that cannot run on meta tensors: no guess for this model
+            return None
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
@@ -134,12 +141,30 @@ def _mismatch_error(spec, layout, expected: dict, got: dict, sd: dict, source: s
                                    looks_like=guess[0] if guess else None)
 
 
+def _load_fused(module, spec, sd: dict, source: str) -> str:
+    """A fused (inference-form) checkpoint: turn ``module`` into its inference form, then load."""
+    try:
+        from clipdeploy.reparam import to_inference_form
+    except ImportError:  # pragma: no cover - reparam is part of the same distribution
+        raise CheckpointError(f"checkpoint {source} is a fused checkpoint; loading it needs "
+                              f"clipdeploy.reparam") from None
+    sd = {k: v for k, v in sd.items() if k != FUSED_MARKER}
+    to_inference_form(module)
+    err = _mismatch_error(spec, "fused", _shapes(module.state_dict()), _shapes(sd), sd, source)
+    if err:
+        raise err
+    module.load_state_dict(sd, strict=True)
+    return "fused"
+
+
 def load_state_dict_checked(module, spec, sd: dict, source: str = "checkpoint") -> str:
     """Strictly load ``sd`` (any accepted layout) into ``module``; returns the layout it was in.
 
     Keys and shapes are compared in the checkpoint's own layout first, so the error names the keys
     the user's file has or lacks.
     """
+    if FUSED_MARKER in sd:
+        return _load_fused(module, spec, sd, source)
     layout = detect_layout(sd)
     if layout == "unknown":
         guess = guess_model(sd, "native")

@@ -89,8 +89,11 @@ class RepMixerBlock(nn.Module):
 
     def forward(self, x):
         x = x.transpose(1, 2).unsqueeze(2)          # (B, L, C) -> (B, C, 1, L)
-        x = self.token_mixer(x)
-        x = x + self.layer_scale * self.convffn(x)
+        x = self.token_mixer(x)                     # RepMixer, or its fused depthwise conv
+        h = self.convffn(x)
+        if self.layer_scale is not None:            # None once folded into convffn.fc2
+            h = self.layer_scale * h
+        x = x + h
         return x.squeeze(2).transpose(1, 2)
 
 

@@ -45,7 +45,7 @@ def test_bn_statistics_and_layer_scales_are_not_defaults(seeded_model):
     rm = torch.cat([v for k, v in sd.items() if k.endswith("running_mean")])
     ls = torch.cat([v.flatten() for k, v in sd.items() if "layer_scale" in k])
     assert rv.min() >= 0.5 and rv.max() <= 2.0 and rv.std() > 0.3
-    assert rm.abs().mean() > 0.1
+    assert rm.abs().mean() > 0.05
     assert ls.min() >= 0.02 and ls.max() <= 0.1
 
 
@@ -69,3 +69,17 @@ def test_mean_std_is_applied_inside_encode_image_only_where_the_spec_says(seeded
     with torch.no_grad():
         assert torch.allclose(s0.encode_image(probe_images(256, 2)),
                               F.normalize(s0.module.encode_image(probe_images(256, 2)), dim=-1), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mobileclip_s2", "mobileclip_b"])
+def test_seeded_weights_are_well_conditioned(name, seeded_model):
+    """fp32 parity (<= 1e-5) is only testable if the weights do not amplify rounding: a 1e-6 relative
+    change of the input must move the normalized embedding by far less than that tolerance."""
+    m = seeded_model(name)
+    x = probe_images(m.spec.image_size, 4)
+    a, b = m.encode_image(x), m.encode_image(x * (1 + 1e-6))
+    assert float((a - b).abs().max()) < 2e-6
+    tok = m.tokenize(PROBE_CAPTIONS)
+    whole = m.encode_text(tok)
+    single = torch.cat([m.encode_text(tok[i:i + 1]) for i in range(len(tok))])
+    assert float((whole - single).abs().max()) < 2e-6
