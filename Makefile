@@ -25,6 +25,9 @@ demo: install
 	@echo "== MobileCLIP-S0 on seeded weights in Apple's released .pt layout, saved and reloaded"
 	$(BIN)/clip-models check mobileclip_s0 --random-weights 0 --save $(DEMO)/mobileclip_s0_seed0.pt --layout apple
 	$(BIN)/clip-models check mobileclip_s0 --checkpoint $(DEMO)/mobileclip_s0_seed0.pt --json
+	@echo "== reparameterize: fold every train-time branch, verify fold by fold, write a fused checkpoint"
+	$(BIN)/clip-reparam --model mobileclip_s0 --checkpoint $(DEMO)/mobileclip_s0_seed0.pt -o $(DEMO)/mobileclip_s0_fused.pt --runs 10
+	$(BIN)/clip-models check mobileclip_s0 --checkpoint $(DEMO)/mobileclip_s0_fused.pt
 	@echo "== demo done: weights in $(DEMO)/"
 
 test: install
