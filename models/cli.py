@@ -139,7 +139,7 @@ def _check(args):
     print(f"{m.spec.name}: loaded from {m.source} in {t_load:.1f}s; embed dim {result['embed_dim']}, "
           f"logit scale {m.logit_scale:.2f}")
     print(f"  image encoder {t_img * 1e3:.1f} ms/image, text encoder {t_txt * 1e3:.1f} ms/caption "
-          f"(eager, batched, unfused)")
+          f"(eager, batched, {'fused' if m.fused else 'train-time form'})")
     print(f"  input dependence: max cosine between different images {result['max_image_pair_cosine']}, "
           f"between different captions {result['max_text_pair_cosine']}")
     for z in result["zero_shot"]:
