@@ -46,3 +46,40 @@ def seeded_model():
 def _isolated_cache(tmp_path, monkeypatch):
     """Downloads in tests never touch the user's cache."""
     monkeypatch.setenv("CLIPDEPLOY_CACHE", str(tmp_path / "cache"))
+
+
+_FUSED_SESSION = {}
+
+
+@pytest.fixture(scope="session")
+def fused_session(seeded_model):
+    """reparameterize(load_model(name, random_weights=0)) -> fused CLIPModel, once per session."""
+    from clipdeploy.reparam import reparameterize
+
+    def get(name):
+        if name not in _FUSED_SESSION:
+            _FUSED_SESSION[name] = reparameterize(seeded_model(name))[0]
+        return _FUSED_SESSION[name]
+    return get
+
+
+@pytest.fixture(scope="session")
+def probe_reference(fused_session):
+    """(images float32 [6,3,R,R], ids int32 [8,77], ref image emb [6,D], ref text emb [8,D]) as numpy,
+    from the fused model's export wrappers (the PyTorch reference every artifact is compared with)."""
+    from clipdeploy.export.wrappers import encoder
+    from clipdeploy.models.probe import PROBE_CAPTIONS, probe_images
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            m = fused_session(name)
+            images = probe_images(m.spec.image_size, 6)
+            ids = m.tokenize(PROBE_CAPTIONS)
+            with torch.no_grad():
+                ri = encoder(m.module, m.spec, "image")(images)
+                rt = encoder(m.module, m.spec, "text")(ids)
+            cache[name] = (images.numpy(), ids.numpy(), ri.numpy(), rt.numpy())
+        return cache[name]
+    return get
