@@ -1,0 +1,162 @@
+"""The artifact bundle: a directory written in a temporary place and renamed into ``out`` at the end.
+
+    out/<model>/
+      manifest.json                 the contract the latency harness and the apps read
+      README.md                     model card: usage from Python, Swift, Kotlin
+      tokenizer/                    vocab.json, merges.txt, bpe_simple_vocab_16e6.txt.gz, tokenizer.json
+      probe/                        images (PNG + images.npy), captions.json, token_ids.npy (int32),
+                                    image_embeddings.npy / text_embeddings.npy (PyTorch reference)
+      <target>-<precision>/         image_encoder.<ext>, text_encoder.<ext>
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import platform
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from .targets import ExportInputError
+
+MANIFEST_SCHEMA_VERSION = 1
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("clipdeploy", "torch", "torchvision", "timm", "open_clip_torch", "coremltools",
+                 "executorch", "onnx", "onnxruntime", "onnxscript", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def prepare_output(out: Path, force: bool) -> Path:
+    """Check ``out`` can be written; returns a fresh temporary directory beside it."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExportInputError(f"--out {out} exists and is not a directory; choose another path")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ExportInputError(f"--out {out} exists and is not empty; pass --force to replace it, or "
+                               f"choose another --out")
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=parent))
+    except OSError as e:
+        raise ExportInputError(f"cannot write to --out {out}: {e.strerror}; choose a writable "
+                               f"directory") from None
+    return tmp
+
+
+def commit(tmp: Path, out: Path) -> None:
+    """Move the finished bundle into place (replacing an old one only now)."""
+    out = Path(out)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def write_tokenizer(dest: Path, context_length: int) -> dict:
+    """vocab.json / merges.txt (HF CLIP format) and the original BPE file, so apps tokenize alike."""
+    from clipdeploy.models.tokenizer import EOT_ID, PAD_ID, SOT_ID, _tokenizer, bpe_vocab_path
+    tok = _tokenizer(context_length)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "vocab.json").write_text(json.dumps(tok.encoder, ensure_ascii=False))
+    merges = sorted(tok.bpe_ranks.items(), key=lambda kv: kv[1])
+    (dest / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for (a, b), _ in merges),
+                                     encoding="utf-8")
+    shutil.copyfile(bpe_vocab_path(), dest / Path(bpe_vocab_path()).name)
+    cfg = {"type": "openai-clip-bpe", "sot_token_id": SOT_ID, "eot_token_id": EOT_ID,
+           "pad_token_id": PAD_ID, "context_length": context_length, "lowercase": True,
+           "clean": "ftfy + html unescape + whitespace collapse", "input_dtype": "int32",
+           "truncation": "keep the first 76 tokens, EOT last", "vocab_size": len(tok.encoder),
+           "merges": len(merges)}
+    (dest / "tokenizer.json").write_text(json.dumps(cfg, indent=2))
+    return {"config": "tokenizer/tokenizer.json", "vocab": "tokenizer/vocab.json",
+            "merges": "tokenizer/merges.txt", "bpe": f"tokenizer/{Path(bpe_vocab_path()).name}", **cfg}
+
+
+def write_probe(dest: Path, images: np.ndarray, captions: list, ids: np.ndarray,
+                ref_image: np.ndarray, ref_text: np.ndarray) -> dict:
+    from PIL import Image
+    dest.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, img in enumerate(images):
+        arr = (np.clip(img.transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8)
+        name = f"image_{i}.png"
+        Image.fromarray(arr).save(dest / name)
+        names.append(f"probe/{name}")
+    np.save(dest / "images.npy", images.astype(np.float32))
+    np.save(dest / "token_ids.npy", ids.astype(np.int32))
+    np.save(dest / "image_embeddings.npy", ref_image.astype(np.float32))
+    np.save(dest / "text_embeddings.npy", ref_text.astype(np.float32))
+    (dest / "captions.json").write_text(json.dumps(captions, ensure_ascii=False, indent=1))
+    return {"images_png": names, "images": "probe/images.npy", "captions": "probe/captions.json",
+            "token_ids": "probe/token_ids.npy",
+            "reference": {"image": "probe/image_embeddings.npy", "text": "probe/text_embeddings.npy"},
+            "note": "images.npy is the exact float32 input the reference saw; the PNGs are 8-bit copies"}
+
+
+def model_card(manifest: dict) -> str:
+    spec = manifest["spec"]
+    r, name = spec["image_size"], manifest["model"]
+    arts = "\n".join(f"| {a['target']} | {a['precision']} | {a['encoder']} | `{a['path']}` | "
+                     f"{_parity_cell(a['parity'])} |" for a in manifest["artifacts"])
+    return f"""# {name} — clipdeploy bundle
+
+{spec['image_tower']} image encoder and {spec['text_tower']} text encoder, exported separately.
+Checkpoint sha256 `{manifest['checkpoint_sha256']}` ({manifest['checkpoint']['source']}).
+License: {spec['license']}.
+
+Inputs: `image` float32 [1, 3, {r}, {r}] RGB in [0, 1] (resize the shorter side to {spec['resize_size']}
+with {spec['interpolation']} interpolation, center-crop {r}; {'mean/std is applied inside the model' if spec['mean'] else 'no mean/std'});
+`text` int32 [1, {spec['context_length']}] CLIP BPE ids (SOT 49406 … EOT 49407, padded with 0; files in `tokenizer/`).
+Output: `embedding` float32 [1, {spec['embed_dim']}], L2-normalized. Similarity logits: `{manifest['logit_scale']:.4f} * image · text`.
+
+| target | precision | encoder | file | parity vs PyTorch |
+|---|---|---|---|---|
+{arts}
+
+## Python (ONNX Runtime)
+```python
+import numpy as np, onnxruntime as ort
+img = ort.InferenceSession("onnx-fp32/image_encoder.onnx").run(None, {{"image": image}})[0]
+txt = ort.InferenceSession("onnx-fp32/text_encoder.onnx").run(None, {{"text": ids.astype(np.int32)}})[0]
+probs = np.exp({manifest['logit_scale']:.4f} * img @ txt.T); probs /= probs.sum(-1, keepdims=True)
+```
+
+## Swift (Core ML)
+```swift
+let image = try MLModel(contentsOf: compiledURL(of: "coreml-fp16/image_encoder.mlpackage"))
+let out = try image.prediction(from: MLDictionaryFeatureProvider(dictionary: ["image": pixels]))
+let embedding = out.featureValue(for: "embedding")!.multiArrayValue!
+// image_encoder_imagetype.mlpackage takes a CVPixelBuffer ({r}x{r}, RGB) directly.
+```
+
+## Kotlin (ExecuTorch, Android)
+```kotlin
+val module = Module.load(context.filesDir.resolve("executorch-fp32/image_encoder.pte").path)
+val out = module.forward(EValue.from(Tensor.fromBlob(pixels, longArrayOf(1, 3, {r}, {r}))))[0].toTensor()
+val embedding = out.dataAsFloatArray
+```
+
+Probe inputs and reference embeddings are in `probe/` (`*.npy`), so any runtime can check its parity.
+"""
+
+
+def _parity_cell(p: dict) -> str:
+    if p.get("checked") == "structural":
+        return "structural only on this host"
+    return f"max abs {p['max_abs']:.1e}, min cos {p['cosine_min']:.6f}, zero-shot {p['zero_shot_agreement']:.0%}"

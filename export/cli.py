@@ -1,0 +1,68 @@
+"""``clip-export``: write a verified artifact bundle.
+
+    clip-export --model mobileclip_s0 --target coreml|onnx|executorch|executorch-coreml|all
+                [--checkpoint PATH|URL] [--random-weights SEED] [--precision fp32|fp16]
+                [--ios 16|17|18] [--out DIR] [--force] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from clipdeploy.models.errors import ClipDeployError
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="clip-export", description="export CLIP encoders for on-device runtimes")
+    p.add_argument("--model", required=True)
+    p.add_argument("--target", action="append", required=True,
+                   help="coreml, onnx, executorch, executorch-coreml or all (repeatable)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--checkpoint", help="local file or http(s) URL (default: official weights)")
+    g.add_argument("--random-weights", type=int, metavar="SEED", help="seeded test weights, offline")
+    p.add_argument("--precision", help="fp32 or fp16 (default per target: Core ML fp16, others fp32)")
+    p.add_argument("--ios", type=int, default=17, help="Core ML minimum deployment target: 16, 17, 18")
+    p.add_argument("--out", help="bundle directory (default out/<model>)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (
+        lambda *a: print(*a, flush=True))
+    try:
+        from .backends.base import BackendUnavailable
+        from .parity import ParityError
+        from .pipeline import export_bundle
+        from .targets import ExportInputError
+        from clipdeploy.models import get_spec
+
+        get_spec(args.model)
+        if args.precision not in (None, "fp32", "fp16"):
+            raise ExportInputError(f"unknown precision '{args.precision}': use fp32 or fp16")
+        if args.ios not in (16, 17, 18):
+            raise ExportInputError(f"--ios {args.ios} is not supported: use 16, 17 or 18")
+        try:
+            manifest = export_bundle(args.model, args.target, args.precision, args.checkpoint,
+                                     args.random_weights, args.out, args.force, args.ios, log)
+        except BackendUnavailable as e:
+            raise ExportInputError(str(e)) from None
+        except ParityError as e:
+            print(f"error: {e}; nothing was written", file=sys.stderr)
+            print(json.dumps(e.figures), file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps(manifest, indent=2, default=str))
+        else:
+            print(f"bundle: {manifest['bundle']} ({len(manifest['artifacts'])} artifacts)")
+        return 0
+    except ClipDeployError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The export job: load -> reparameterize -> per target: export -> parity gate -> bundle."""
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from . import bundle as bundle_mod
+from .backends.base import BackendUnavailable
+from .parity import ParityError, check, measure
+from .targets import ExportInputError, backend, resolve
+from .wrappers import IMAGE_INPUT, OUTPUT, TEXT_INPUT, encoder, example_input
+
+ENCODERS = ("image", "text")
+
+
+def _stage(log, msg):
+    log(msg)
+    return time.perf_counter()
+
+
+def _gate(b, art_path: Path, result, which: str, precision: str, images, ids, ref_image, ref_text,
+          what: str) -> dict:
+    """Run the artifact on the probe set and check it; structural check where it cannot run here."""
+    if not b.can_run_here:
+        found = b.structural_check(art_path, result.inputs, result.outputs) \
+            if _takes_expected(b) else b.structural_check(art_path)
+        return {"checked": "structural", "reason": f"{b.name} artifacts cannot run on this host",
+                "structure": found}
+    inputs = images if which == "image" else ids
+    got = b.run(art_path, inputs)
+    ref, other = (ref_image, ref_text) if which == "image" else (ref_text, ref_image)
+    figures = measure(ref, got, other)
+    return {"checked": "numeric", **check(figures, precision, what)}
+
+
+def _takes_expected(b) -> bool:
+    import inspect
+    return len(inspect.signature(b.structural_check).parameters) >= 3
+
+
+def export_bundle(model: str, targets: list, precision: Optional[str] = None, checkpoint=None,
+                  random_weights: Optional[int] = None, out=None, force: bool = False,
+                  ios: int = 17, log: Callable = print) -> dict:
+    """Write the bundle for ``model``; returns the manifest. Raises on any failed gate, leaving
+    ``out`` untouched."""
+    from clipdeploy.models import load_model
+    from clipdeploy.models.probe import PROBE_CAPTIONS, probe_images
+    from clipdeploy.reparam import reparameterize
+
+    plan = resolve(targets, precision)                       # bad target/precision: fail before work
+    for t, p in plan:
+        backend(t).check_available(p)
+    out = Path(out or Path("out") / model)
+    tmp = bundle_mod.prepare_output(out, force)
+    t_job = time.perf_counter()
+    try:
+        t = _stage(log, f"[load] {model} from "
+                        f"{'random weights (seed %d)' % random_weights if random_weights is not None else checkpoint or 'official weights'}")
+        m = load_model(model, checkpoint=checkpoint, random_weights=random_weights)
+        log(f"        {time.perf_counter() - t:.1f}s")
+        t = _stage(log, "[reparam] fold train-time branches, verify fold by fold")
+        fused, report = reparameterize(m) if not m.fused else (m, None)
+        log(f"        {len(report.folds) if report else 0} folds, BatchNorm "
+            f"{report.batchnorm['before'] if report else 0} -> 0, {time.perf_counter() - t:.1f}s")
+        spec = fused.spec
+        wrappers = {w: encoder(fused.module, spec, w) for w in ENCODERS}
+        images = probe_images(spec.image_size, 6)
+        ids = fused.tokenize(PROBE_CAPTIONS)
+        with torch.no_grad():
+            ref_image = wrappers["image"](images).numpy()
+            ref_text = wrappers["text"](ids).numpy()
+        images_np, ids_np = images.numpy(), ids.numpy()
+        manifest = {
+            "schema_version": bundle_mod.MANIFEST_SCHEMA_VERSION,
+            "model": spec.name,
+            "clipdeploy_version": bundle_mod.versions()["clipdeploy"],
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "checkpoint_sha256": m.checkpoint_sha256,
+            "checkpoint": {"source": m.source, "sha256": m.checkpoint_sha256, "layout": m.layout},
+            "spec": spec.to_dict(),
+            "preprocessing": {"image_size": spec.image_size, "resize_shorter_side_to": spec.resize_size,
+                              "interpolation": spec.interpolation, "center_crop": spec.image_size,
+                              "input_range": [0.0, 1.0], "channel_order": "RGB", "layout": "NCHW",
+                              "mean": list(spec.mean) if spec.mean else None,
+                              "std": list(spec.std) if spec.std else None,
+                              "mean_std_inside_model": spec.mean is not None},
+            "logit_scale": fused.logit_scale,
+            "embedding_dim": spec.embed_dim,
+            "reparam": None if report is None else {
+                "folds_by_kind": report.folds_by_kind, "batchnorm": report.batchnorm,
+                "train_time_modules": report.train_time_modules, "parity": report.parity},
+            "versions": bundle_mod.versions(),
+            "tokenizer": bundle_mod.write_tokenizer(tmp / "tokenizer", spec.context_length),
+            "probe": bundle_mod.write_probe(tmp / "probe", images_np, PROBE_CAPTIONS, ids_np,
+                                            ref_image, ref_text),
+            "artifacts": [],
+        }
+        for target, prec in plan:
+            b = backend(target)
+            sub = f"{target}-{prec}"
+            (tmp / sub).mkdir()
+            for which in ENCODERS:
+                name = f"{which}_encoder"
+                t = _stage(log, f"[{sub}] export {name}")
+                path = tmp / sub / f"{name}{b.extension}"
+                result = b.export(wrappers[which], example_input(spec, which), which, prec, path, spec,
+                                  {"ios": ios})
+                t_export = time.perf_counter() - t
+                t = time.perf_counter()
+                parity = _gate(b, result.path, result, which, prec, images_np, ids_np, ref_image,
+                               ref_text, f"{sub}/{name}{b.extension}")
+                size = _size(result.path.parent, result.files)
+                log(f"        {t_export:.1f}s export, {time.perf_counter() - t:.1f}s gate: "
+                    + (f"max abs {parity['max_abs']:.2e}, min cos {parity['cosine_min']:.6f}, zero-shot "
+                       f"{parity['zero_shot_agreement']:.0%}" if parity["checked"] == "numeric"
+                       else "structural check passed (cannot run here)"))
+                manifest["artifacts"].append({
+                    "target": target, "precision": prec, "encoder": which,
+                    "path": f"{sub}/{result.path.name}",
+                    "files": [f"{sub}/{f}" for f in result.files],
+                    "inputs": result.inputs, "outputs": result.outputs, "parity": parity,
+                    "size_bytes": size, "export_seconds": round(t_export, 2), "info": result.info})
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default))
+        (tmp / "README.md").write_text(bundle_mod.model_card(manifest))
+        bundle_mod.commit(tmp, out)
+        log(f"[done] {out} in {time.perf_counter() - t_job:.1f}s")
+        manifest["bundle"] = str(out)
+        return manifest
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _size(base: Path, files) -> int:
+    total = 0
+    for f in files:
+        p = base / f
+        total += sum(x.stat().st_size for x in p.rglob("*") if x.is_file()) if p.is_dir() else p.stat().st_size
+    return total
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, torch.Size):
+        return list(o)
+    return str(o)
