@@ -66,7 +66,7 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
         m = load_model(model, checkpoint=checkpoint, random_weights=random_weights)
         log(f"        {time.perf_counter() - t:.1f}s")
         t = _stage(log, "[reparam] fold train-time branches, verify fold by fold")
-        fused, report = reparameterize(m) if not m.fused else (m, None)
+        fused, report = reparameterize(m, flops=False) if not m.fused else (m, None)
         log(f"        {len(report.folds) if report else 0} folds, BatchNorm "
             f"{report.batchnorm['before'] if report else 0} -> 0, {time.perf_counter() - t:.1f}s")
         spec = fused.spec

@@ -29,7 +29,7 @@ class ReparamReport:
     batchnorm: dict                     # {"before": n, "after": n}
     train_time_modules: dict            # {"before": n, "after": n}
     params: dict                        # {"before": n, "after": n}
-    flops: dict                         # {"image": {"before", "after"}, "text": {...}}
+    flops: Optional[dict]               # {"image": {"before", "after"}, "text": {...}}; None: not counted
     parity: dict                        # whole-model check on the probe set
     not_folded: list                    # [{module, type, reason}]
     latency_ms: Optional[dict] = None   # {"image": {"before", "after", "speedup"}, "text": ..., "runs"}
@@ -52,7 +52,7 @@ class ReparamReport:
         lines.append(f"  {'train-time modules':<26}{self.train_time_modules['before']:>14}"
                      f"{self.train_time_modules['after']:>14}")
         lines.append(f"  {'parameters':<26}{self.params['before']:>14,}{self.params['after']:>14,}")
-        for tower in ("image", "text"):
+        for tower in ("image", "text") if self.flops else ():
             f = self.flops[tower]
             lines.append(f"  {tower + ' GFLOPs (batch 1)':<26}{f['before'] / 1e9:>14.3f}{f['after'] / 1e9:>14.3f}")
         if self.latency_ms:
@@ -110,11 +110,12 @@ def _parity(before, after, images, tokens) -> dict:
             "min_cosine": float(cos.min()), "n_images": len(images), "n_captions": len(tokens)}
 
 
-def reparameterize(m: CLIPModel, measure: bool = False, runs: int = 30):
+def reparameterize(m: CLIPModel, measure: bool = False, runs: int = 30, flops: bool = True):
     """Fold ``m``'s train-time branches on a deep copy. Returns ``(fused CLIPModel, ReparamReport)``.
 
     Raises :class:`FoldError` naming the module if any fold, or the whole model, is off by more than
-    fp32 rounding. ``measure=True`` adds eager latency before/after (median of ``runs``).
+    fp32 rounding. ``measure=True`` adds eager latency before/after (median of ``runs``);
+    ``flops=False`` skips the FLOP count (4 extra forward passes).
     """
     before = m.module
     after = copy.deepcopy(before).eval()
@@ -128,10 +129,10 @@ def reparameterize(m: CLIPModel, measure: bool = False, runs: int = 30):
         raise FoldError("<whole model>", "all folds", max(parity["image_max_abs"], parity["text_max_abs"]),
                         float("nan"), MODEL_TOL)
     one_img, one_txt = images[:1], tokens[:1]
-    flops = {"image": {"before": _flops(before, before.encode_image, one_img),
-                       "after": _flops(after, after.encode_image, one_img)},
-             "text": {"before": _flops(before, before.encode_text, one_txt),
-                      "after": _flops(after, after.encode_text, one_txt)}}
+    counted = {"image": {"before": _flops(before, before.encode_image, one_img),
+                         "after": _flops(after, after.encode_image, one_img)},
+               "text": {"before": _flops(before, before.encode_text, one_txt),
+                        "after": _flops(after, after.encode_text, one_txt)}} if flops else None
     by_kind = collections.Counter(rec.kind for rec in records)
     left = not_folded(after)
     if not records:
@@ -148,7 +149,7 @@ def reparameterize(m: CLIPModel, measure: bool = False, runs: int = 30):
         batchnorm={"before": bn_before, "after": len(batchnorm_modules(after))},
         train_time_modules={"before": tt_before, "after": len(train_time_modules(after))},
         params={"before": _params(before), "after": _params(after)},
-        flops=flops, parity=parity, not_folded=left, note=note)
+        flops=counted, parity=parity, not_folded=left, note=note)
     if measure:
         report.latency_ms = measure_latency(before, after, one_img, one_txt, runs=runs)
     fused = CLIPModel(m.spec, after, source=m.source, checkpoint_sha256=m.checkpoint_sha256,

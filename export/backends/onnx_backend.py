@@ -1,0 +1,340 @@
+"""ONNX backend: ``torch.onnx.export(..., dynamo=True)`` -> ``.onnx`` (+ ``.onnx.data`` when large), run
+with ONNX Runtime (CPUExecutionProvider) for the parity gate.
+
+The artifact computes exactly the wrapper's function (:mod:`clipdeploy.export.wrappers`):
+
+* image: float32 ``image`` [batch, 3, R, R] -> float32 ``embedding`` [batch, D]
+* text: int32 ``text`` [batch, 77] -> float32 ``embedding`` [batch, D]
+
+with a dynamic batch axis named ``batch``. fp16 artifacts keep float32/int32 inputs and a float32
+output (``keep_io_types``) and compute everything in between in fp16.
+
+Graph passes applied after the exporter (each is a no-op when not needed):
+
+* the graph output is renamed to ``embedding`` only after any internal value of that name (the
+  exporter names the token-embedding lookup ``embedding``) has been renamed out of the way;
+* an int64 ``Cast`` feeding an ``ArgMax`` over the int32 token ids is bypassed (ONNX Runtime has no
+  int64 ArgMax kernel on some providers; the argmax of int32 ids is the same index);
+* dim 0 of the input and the output is named ``batch``.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .base import Backend, BackendUnavailable, ExportResult
+
+IMAGE_INPUT, TEXT_INPUT, OUTPUT = "image", "text", "embedding"
+BATCH = "batch"
+DEFAULT_OPSET = 18
+# The protobuf limit is 2 GiB for the whole serialized model; keep a margin for the graph itself.
+EXTERNAL_DATA_THRESHOLD = int(1.8 * 2 ** 30)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's prints, warnings and chatty loggers (restored afterwards)."""
+    names = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "onnxscript", "onnx_ir",
+             "torch._export", "torch.utils._sympy")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def _rename_value(graph, value, new_name: str) -> None:
+    """Rename ``value`` to ``new_name``, first moving any other value of that name out of the way."""
+    if value.name == new_name:
+        return
+    taken = {v.name for v in _all_values(graph)}
+    for other in _all_values(graph):
+        if other is not value and other.name == new_name:
+            i, alt = 0, f"{new_name}_internal"
+            while alt in taken:
+                i += 1
+                alt = f"{new_name}_internal_{i}"
+            other.name = alt
+            taken.add(alt)
+    value.name = new_name
+
+
+def _all_values(graph):
+    seen = set()
+    for v in list(graph.inputs) + list(graph.initializers.values()):
+        if id(v) not in seen:
+            seen.add(id(v))
+            yield v
+    for node in graph:
+        for v in node.outputs:
+            if id(v) not in seen:
+                seen.add(id(v))
+                yield v
+
+
+def _bypass_int64_argmax_casts(graph) -> int:
+    """ArgMax(Cast(ids_int32, to=INT64)) -> ArgMax(ids_int32). Returns how many were rewired."""
+    import onnx_ir as ir
+
+    fixed = 0
+    for node in list(graph):
+        if node.op_type != "ArgMax" or node.domain not in ("", "ai.onnx"):
+            continue
+        src = node.inputs[0]
+        prod = src.producer() if src is not None else None
+        if prod is None or prod.op_type != "Cast":
+            continue
+        to = prod.attributes.get("to")
+        inner = prod.inputs[0]
+        if (to is not None and to.value == ir.DataType.INT64 and inner is not None and inner.dtype in
+                (ir.DataType.INT32, ir.DataType.INT16, ir.DataType.INT8, ir.DataType.UINT8)):
+            node.replace_input_with(0, inner)
+            fixed += 1
+    return fixed
+
+
+def _name_batch_dim(value) -> None:
+    import onnx_ir as ir
+
+    if value.shape is not None and len(value.shape) > 0:
+        dims = list(value.shape)
+        dims[0] = ir.SymbolicDim(BATCH)
+        value.shape = ir.Shape(dims)
+
+
+def _proto_stats(model_proto) -> dict:
+    ops = Counter(n.op_type for n in model_proto.graph.node)
+    opset = next((o.version for o in model_proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    return {"opset": opset, "node_count": int(sum(ops.values())),
+            "op_types": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])))}
+
+
+def _io_spec(values) -> list:
+    import onnx
+
+    out = []
+    for v in values:
+        t = v.type.tensor_type
+        shape = [d.dim_param if d.HasField("dim_param") else (int(d.dim_value) if d.HasField("dim_value")
+                                                              else None) for d in t.shape.dim]
+        out.append({"name": v.name, "shape": shape,
+                    "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name})
+    return out
+
+
+def _to_fp16(model_proto, large: bool, keep_fp32_nodes=(), keep_fp32_ops=()):
+    """fp32 -> fp16 inside, float32/int32 at the boundary. Returns (model, converter name).
+
+    ``keep_fp32_nodes`` / ``keep_fp32_ops`` stay in float32 (added to the converter's default block
+    list, which keeps e.g. Range/Resize in float32)."""
+    try:
+        from onnxruntime.transformers import float16 as f16
+        converter = "onnxruntime.transformers.float16"
+    except Exception as e:  # pragma: no cover - depends on the installed onnxruntime
+        try:
+            from onnxconverter_common import float16 as f16
+            converter = "onnxconverter_common.float16"
+        except Exception:
+            raise BackendUnavailable(f"fp16 ONNX needs onnxruntime.transformers.float16 "
+                                     f"(or onnxconverter-common): {e}") from e
+    op_block = sorted(set(f16.DEFAULT_OP_BLOCK_LIST) | set(keep_fp32_ops))
+    # shape inference serializes the model: impossible above 2 GiB; the exporter's value_info suffices.
+    model = f16.convert_float_to_float16(model_proto, keep_io_types=True, disable_shape_infer=large,
+                                         op_block_list=op_block, node_block_list=list(keep_fp32_nodes))
+    return model, converter
+
+
+_LOAD_CHECK = (
+    "import sys, onnxruntime as ort\n"
+    "ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
+)
+
+
+def _ort_loads(path: Path, timeout: float = 900) -> tuple:
+    """Create a default ONNX Runtime CPU session in a child process (an optimizer crash there must not
+    take the exporter down). Returns (ok, why)."""
+    import subprocess
+    import sys
+
+    try:
+        r = subprocess.run([sys.executable, "-c", _LOAD_CHECK, str(path)], capture_output=True,
+                           text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"ONNX Runtime session creation took more than {timeout:.0f}s"
+    if r.returncode == 0:
+        return True, ""
+    tail = (r.stderr or "").strip().splitlines()[-1:] or [""]
+    why = f"signal {-r.returncode}" if r.returncode < 0 else f"exit {r.returncode}"
+    return False, f"ONNX Runtime session creation failed ({why}) {tail[0][:300]}".strip()
+
+
+class OnnxBackend(Backend):
+    name = "onnx"
+    extension = ".onnx"
+    precisions = ("fp32", "fp16")
+    can_run_here = True
+
+    def check_available(self, precision: str) -> None:
+        if precision not in self.precisions:
+            raise BackendUnavailable(f"onnx backend writes {', '.join(self.precisions)}, not "
+                                     f"'{precision}'")
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+            import onnxscript  # noqa: F401
+        except ImportError as e:
+            raise BackendUnavailable(f"onnx backend needs onnx, onnxscript and onnxruntime: {e} "
+                                     f"(pip install onnx onnxscript onnxruntime)") from e
+
+    # ------------------------------------------------------------------ export
+    def export(self, wrapper, example, encoder: str, precision: str, out_path: Path, spec,
+               options: Optional[dict] = None) -> ExportResult:
+        import onnx
+        import onnx_ir as ir
+        import onnxruntime
+        import torch
+
+        self.check_available(precision)
+        if encoder not in ("image", "text"):
+            raise ValueError(f"encoder must be 'image' or 'text', not {encoder!r}")
+        options = dict(options or {})
+        opset = int(options.get("opset", DEFAULT_OPSET))
+        if opset < 18:
+            raise ValueError(f"onnx backend needs opset >= 18, got {opset}")
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        in_name = IMAGE_INPUT if encoder == "image" else TEXT_INPUT
+
+        example = example.detach().cpu()
+        example = example.to(torch.float32) if encoder == "image" else example.to(torch.int32)
+        if example.shape[0] < 2:  # batch 1 would be specialized by torch.export
+            example = example.expand(2, *example.shape[1:]).contiguous()
+
+        t0 = time.perf_counter()
+        wrapper = wrapper.eval()
+        with _quiet(), torch.no_grad():
+            prog = torch.onnx.export(
+                wrapper, (example,), None, dynamo=True, opset_version=opset, input_names=[in_name],
+                dynamic_shapes=({0: torch.export.Dim(BATCH, min=1, max=4096)},), optimize=True,
+                verbose=False, report=False)
+        t_export = time.perf_counter() - t0
+
+        model = prog.model
+        g = model.graph
+        if len(g.inputs) != 1 or len(g.outputs) != 1:
+            raise RuntimeError(f"exported graph has {len(g.inputs)} inputs / {len(g.outputs)} outputs; "
+                               f"expected 1 / 1")
+        _rename_value(g, g.inputs[0], in_name)
+        _rename_value(g, g.outputs[0], OUTPUT)
+        argmax_fixed = _bypass_int64_argmax_casts(g)
+        _name_batch_dim(g.inputs[0])
+        _name_batch_dim(g.outputs[0])
+        model.producer_name = "clipdeploy"
+        model.doc_string = f"clipdeploy {getattr(spec, 'name', '')} {encoder} encoder ({precision})"
+        init_bytes = sum(v.const_value.nbytes for v in g.initializers.values()
+                         if v.const_value is not None)
+        if precision == "fp16":
+            init_bytes //= 2
+        ext = options.get("external_data")
+        use_ext = bool(ext) if ext is not None else init_bytes > EXTERNAL_DATA_THRESHOLD
+        data_name = out_path.name + ".data"
+        data_path = out_path.parent / data_name
+        for p in (out_path, data_path):
+            if p.exists():
+                p.unlink()
+
+        converter, fp16_info = None, {}
+        if precision == "fp32":
+            ir.save(model, out_path, external_data=data_name if use_ext else None)
+        else:
+            del prog
+            large = init_bytes * 2 > EXTERNAL_DATA_THRESHOLD
+            last_ln = [n.name for n in g if n.op_type == "LayerNormalization"][-1:]
+            # ONNX Runtime (1.32, x86 CPU, default ORT_ENABLE_ALL) segfaults while optimizing some fp16
+            # graphs (MobileCLIP-B text: fp16 final LayerNorm before EOT pooling; disabling its
+            # FuseFp16InitializerToFp32NodeTransformer or NchwcTransformer avoids it). The artifact
+            # must load in a default session, so each attempt is loaded in a child process and the
+            # next one keeps a little more in float32.
+            ladder = [((), ())]
+            if last_ln:
+                ladder += [(tuple(last_ln), ()), ((), ("LayerNormalization",))]
+            check_load = bool(options.get("ort_load_check", True))
+            attempts = []
+            for keep_nodes, keep_ops in ladder:
+                proto = ir.to_proto(model)
+                with _quiet():
+                    proto, converter = _to_fp16(proto, large, keep_nodes, keep_ops)
+                # the converter appends its boundary Casts at the end of the node list: re-sort
+                model16 = ir.from_proto(proto)
+                del proto
+                model16.graph.sort()
+                for p in (out_path, data_path):
+                    if p.exists():
+                        p.unlink()
+                ir.save(model16, out_path, external_data=data_name if use_ext else None)
+                del model16
+                ok, why = _ort_loads(out_path) if check_load else (True, "not checked")
+                attempts.append({"keep_fp32_nodes": list(keep_nodes), "keep_fp32_ops": list(keep_ops),
+                                 "ort_loads": ok, **({"error": why} if not ok else {})})
+                if ok:
+                    break
+            else:
+                raise RuntimeError(f"fp16 ONNX {encoder} encoder does not load in ONNX Runtime "
+                                   f"{onnxruntime.__version__}: {attempts[-1].get('error')}")
+            fp16_info = {"fp16_attempts": attempts, "fp16_kept_fp32": {
+                "nodes": attempts[-1]["keep_fp32_nodes"], "ops": attempts[-1]["keep_fp32_ops"]}}
+        onnx.checker.check_model(str(out_path))
+        t_total = time.perf_counter() - t0
+
+        header = onnx.load(str(out_path), load_external_data=False)
+        files = [out_path.name] + ([data_name] if data_path.exists() else [])
+        size = sum((out_path.parent / f).stat().st_size for f in files)
+        stats = _proto_stats(header)
+        info = {
+            **stats,
+            "exporter": "torch.onnx.export(dynamo=True)",
+            "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "precision": precision, "fp16_converter": converter, **fp16_info,
+            "file_size": int(size), "external_data": data_path.exists(),
+            "int64_argmax_casts_removed": argmax_fixed,
+            "export_seconds": round(t_export, 2), "total_seconds": round(t_total, 2),
+        }
+        return ExportResult(path=out_path, files=files, inputs=_io_spec(header.graph.input),
+                            outputs=_io_spec(header.graph.output), info=info)
+
+    # ------------------------------------------------------------------ run
+    @staticmethod
+    def session(path: Path, threads: Optional[int] = None):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = int(threads)
+        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+    def run(self, path: Path, inputs: np.ndarray) -> np.ndarray:
+        sess = self.session(path, threads=os.environ.get("CLIPDEPLOY_ORT_THREADS"))
+        inp = sess.get_inputs()[0]
+        dtype = {"tensor(float)": np.float32, "tensor(int32)": np.int32,
+                 "tensor(int64)": np.int64, "tensor(float16)": np.float16}.get(inp.type)
+        x = np.ascontiguousarray(np.asarray(inputs), dtype=dtype)
+        out = sess.run(None, {inp.name: x})[0]
+        return np.asarray(out, dtype=np.float32)
