@@ -33,7 +33,7 @@ demo: install
 	@echo "== demo done: weights in $(DEMO)/, bundle in out/mobileclip_s0/"
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf out .pytest_cache

@@ -73,13 +73,18 @@ def write_tokenizer(dest: Path, context_length: int) -> dict:
     from clipdeploy.models.tokenizer import EOT_ID, PAD_ID, SOT_ID, _tokenizer, bpe_vocab_path
     tok = _tokenizer(context_length)
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "vocab.json").write_text(json.dumps(tok.encoder, ensure_ascii=False))
+    # HF CLIP spells the special tokens <|startoftext|>/<|endoftext|> (open_clip: <start_of_text>);
+    # ids are the same, and the HF spelling is what Swift/Kotlin CLIP tokenizers look up.
+    hf_names = {SOT_ID: "<|startoftext|>", EOT_ID: "<|endoftext|>"}
+    vocab = {hf_names.get(i, t): i for t, i in tok.encoder.items()}
+    (dest / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     merges = sorted(tok.bpe_ranks.items(), key=lambda kv: kv[1])
     (dest / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for (a, b), _ in merges),
                                      encoding="utf-8")
     shutil.copyfile(bpe_vocab_path(), dest / Path(bpe_vocab_path()).name)
     cfg = {"type": "openai-clip-bpe", "sot_token_id": SOT_ID, "eot_token_id": EOT_ID,
-           "pad_token_id": PAD_ID, "context_length": context_length, "lowercase": True,
+           "pad_token_id": PAD_ID, "sot_token": "<|startoftext|>", "eot_token": "<|endoftext|>",
+           "context_length": context_length, "lowercase": True,
            "clean": "ftfy + html unescape + whitespace collapse", "input_dtype": "int32",
            "truncation": "keep the first 76 tokens, EOT last", "vocab_size": len(tok.encoder),
            "merges": len(merges)}

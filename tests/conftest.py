@@ -9,7 +9,8 @@ SHARED = Path(os.environ.get("CLIPDEPLOY_SHARED", REPO.parent / "shared"))
 REFERENCE = SHARED / "reference"
 APPLE_MODELS = ["mobileclip_s0", "mobileclip_s1", "mobileclip_s2", "mobileclip_b"]
 
-torch.set_num_threads(2)
+# `make test` runs two pytest-xdist workers on this 2-core machine: one thread each, no oversubscription
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 def read_reference_layout(name):

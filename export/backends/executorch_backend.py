@@ -19,7 +19,8 @@ that more of it reaches the delegate; every rewrite computes the same function (
   a batched ``matmul`` with equal batch dims -> ``bmm`` on 3-D views (the stock decomposition adds
   ``expand`` ops, which XNNPACK lacks).
 * ``linalg_vector_norm`` (L2 over the last dim, the ``F.normalize`` tail) -> sqrt(mean(x²)·D) on a
-  4-D view, and an ``expand``/``expand_as`` whose users are all broadcasting binary ops is dropped.
+  4-D view; an ``expand``/``expand_as`` that is a no-op or whose users are all broadcasting binary
+  ops is dropped.
 
 Delegation figures (``ExportResult.info["delegation"]``): ``partitions`` = number of delegate calls
 in the lowered program; ops are the edge-dialect operator nodes of the program after the rewrite
@@ -262,8 +263,9 @@ _BROADCASTING = {aten.div.Tensor, aten.mul.Tensor, aten.add.Tensor, aten.sub.Ten
 
 
 def _drop_broadcast_expands(ep) -> int:
-    """Remove ``expand``/``expand_as`` nodes whose every user is a broadcasting binary op whose
-    other operand already has the expanded shape (the op broadcasts to the same result)."""
+    """Remove ``expand``/``expand_as`` nodes that are no-ops (same shape in and out) or whose every
+    user is a broadcasting binary op whose other operand already has the expanded shape (the op
+    broadcasts to the same result)."""
     g = ep.graph_module.graph
     removed = 0
     for node in list(g.nodes):
@@ -271,6 +273,11 @@ def _drop_broadcast_expands(ep) -> int:
             continue
         src = node.args[0]
         shape = tuple(node.meta["val"].shape)
+        if tuple(src.meta["val"].shape) == shape:       # a no-op expand (e.g. ViT's class token at batch 1)
+            node.replace_all_uses_with(src)
+            g.erase_node(node)
+            removed += 1
+            continue
         ok = bool(node.users)
         for user in node.users:
             if user.target not in _BROADCASTING or len(user.args) != 2 or user.kwargs.get("alpha", 1) != 1:
