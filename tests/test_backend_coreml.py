@@ -3,6 +3,7 @@
 On Linux the packages are checked structurally (spec protobuf + MILBlob weights); prediction is
 exercised only on macOS. Each (model, encoder, precision) is converted once per module.
 """
+import gc
 import sys
 import time
 
@@ -47,7 +48,9 @@ def converted(backend, workdir, fused_session):
             TIMINGS[key] = round(time.perf_counter() - t0, 1)
             _CONVERTED[key] = (res, m.spec)
         return _CONVERTED[key]
-    return get
+    yield get
+    _CONVERTED.clear()   # free this module's models/artifacts before the worker's next file
+    gc.collect()
 
 
 def _expected(spec, which):

@@ -1,6 +1,7 @@
 """ExecuTorch backends: XNNPACK .pte files run through executorch.runtime against the PyTorch
 reference (parity gate), delegation figures, a corrupted artifact failing the gate, and the Core
 ML-delegated .pte (structural only on Linux)."""
+import gc
 import shutil
 import sys
 import time
@@ -38,7 +39,9 @@ def xnn_artifacts(fused_session, tmp_path_factory):
                 res[which] = (r, time.perf_counter() - t)
             _XNN[name] = res
         return _XNN[name]
-    return get
+    yield get
+    _XNN.clear()   # free this module's models/artifacts before the worker's next file
+    gc.collect()
 
 
 def _report(name, which, figures, result, wall):

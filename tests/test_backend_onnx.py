@@ -1,6 +1,7 @@
 """ONNX backend: real torch.onnx (dynamo) exports of the fused MobileCLIP encoders, run in ONNX Runtime
 (no mocks) and held to the parity gate. Each (model, encoder, precision) is exported once per module.
 """
+import gc
 import time
 
 import numpy as np
@@ -55,7 +56,9 @@ def exported(backend, workdir, fused_session, probe_reference):
                   f"max_abs {figs['max_abs']:.3g}, cos_min {figs['cosine_min']:.7f}")
             _EXPORTED[key] = (res, figs, got)
         return _EXPORTED[key]
-    return get
+    yield get
+    _EXPORTED.clear()   # free this module's models/artifacts before the worker's next file
+    gc.collect()
 
 
 def _expected(spec, which):

@@ -1,4 +1,5 @@
 """Reparameterization: zero BatchNorm / train-time modules left, parity, idempotence, a verifier that bites."""
+import gc
 import json
 
 import pytest
@@ -20,7 +21,9 @@ def fused_model(seeded_model):
         if name not in _FUSED:
             _FUSED[name] = reparameterize(seeded_model(name))
         return _FUSED[name]
-    return get
+    yield get
+    _FUSED.clear()   # free this module's models/artifacts before the worker's next file
+    gc.collect()
 
 
 def _embeddings(m):
