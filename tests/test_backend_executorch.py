@@ -18,7 +18,7 @@ from clipdeploy.export.wrappers import encoder, example_input
 
 from conftest import APPLE_MODELS
 
-pytest.importorskip("executorch.runtime")
+import executorch.runtime  # noqa: E402,F401  (pinned: fail, never skip)
 
 _XNN = {}
 
@@ -145,7 +145,7 @@ def test_xnnpack_fp16_unavailable_and_not_coreml(xnn_artifacts):
 
 
 def test_coreml_delegated_pte_s0(fused_session, tmp_path):
-    pytest.importorskip("coremltools")
+    import coremltools  # noqa: F401
     m = fused_session("mobileclip_s0")
     backend = ExecuTorchCoreMLBackend()
     assert backend.name == "executorch-coreml" and backend.extension == ".pte"

@@ -16,9 +16,9 @@ from clipdeploy.export.wrappers import encoder as make_encoder, example_input
 
 from conftest import APPLE_MODELS
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-ir = pytest.importorskip("onnx_ir")
+import onnx  # noqa: E402  (pinned dependencies: fail, never skip)
+import onnxruntime as ort  # noqa: E402
+import onnx_ir as ir  # noqa: E402
 
 _EXPORTED = {}
 TIMINGS = {}
