@@ -175,20 +175,14 @@ class CoreMLBackend(Backend):
             mlmodel.short_description = (
                 f"{spec.name} image encoder ({spec.image_tower}): RGB image -> L2-normalized "
                 f"{dim}-d embedding ({precision}, iOS{ios}+)")
-            if image_type:
-                mlmodel.input_description["image"] = (
-                    f"RGB image {R}x{R} (e.g. a CVPixelBuffer), already resized to {spec.resize_size} "
-                    f"on the shorter side ({spec.interpolation}) and center-cropped to {R}; pixels are "
-                    f"scaled by 1/255 inside; "
-                    + ("mean/std normalization is applied inside the network" if spec.mean is not None
-                       else "the network takes [0,1] RGB, no mean/std"))
-            else:
-                mlmodel.input_description["image"] = (
-                    f"float32 [1,3,{R},{R}] RGB in [0,1] (channels first), resized to "
-                    f"{spec.resize_size} on the shorter side ({spec.interpolation}) and center-cropped "
-                    f"to {R}; "
-                    + ("mean/std normalization is applied inside the network" if spec.mean is not None
-                       else "the network takes [0,1] RGB, no mean/std"))
+            geometry = (f"resized to {spec.resize_size} on the shorter side ({spec.interpolation}) and "
+                        f"center-cropped to {R}; ")
+            inside = ("mean/std normalization is applied inside the network" if spec.mean is not None
+                      else "the network takes [0,1] RGB, no mean/std")
+            mlmodel.input_description["image"] = (
+                f"RGB image {R}x{R} (e.g. a CVPixelBuffer), already {geometry}pixels are scaled by 1/255 "
+                f"inside; {inside}" if image_type else
+                f"float32 [1,3,{R},{R}] RGB in [0,1] (channels first), {geometry}{inside}")
         else:
             mlmodel.short_description = (
                 f"{spec.name} text encoder ({spec.text_tower}): token ids -> L2-normalized "
