@@ -83,7 +83,10 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
             "clipdeploy_version": bundle_mod.versions()["clipdeploy"],
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "checkpoint_sha256": m.checkpoint_sha256,
-            "checkpoint": {"source": m.source, "sha256": m.checkpoint_sha256, "layout": m.layout},
+            "checkpoint": {"source": m.source, "sha256": m.checkpoint_sha256, "layout": m.layout,
+                           # the seed of random_weights (None for a checkpoint): what a reference
+                           # runtime (clip-latency's torch) needs to rebuild the same weights
+                           "random_weights": None if random_weights is None else int(random_weights)},
             "spec": spec.to_dict(),
             "preprocessing": {"image_size": spec.image_size, "resize_shorter_side_to": spec.resize_size,
                               "interpolation": spec.interpolation, "center_crop": spec.image_size,

@@ -94,6 +94,24 @@ def read_weight_blobs(path: Path) -> dict:
             "file_size": len(data)}
 
 
+def read_weight_blob(data, offset: int, path="weight.bin") -> tuple:
+    """One blob of a MILBlob v2 weight file: ``(dtype code, payload)`` for the 64-byte metadata record
+    at byte ``offset`` (a MIL ``blobFileValue.offset``). The code is MILBlob's ``BlobDataType``
+    (1 fp16, 2 fp32, 3 uint8, 4 int8, 5 bf16, 6 int16, 7 uint16, 8 int4, 9 uint1, 10 uint2, 11 uint4,
+    12 uint3, 13 uint6, 14 int32, 15 uint32, 16/17 fp8). ``data`` is the whole file as any buffer
+    (bytes, memoryview, a numpy uint8 array); the payload is ``data[start:start + size]`` of that
+    same type (a view for memoryview/numpy)."""
+    n = len(data)
+    if offset < 64 or offset + 64 > n:
+        raise CoreMLStructureError(f"{path}: blob offset {offset} outside the file ({n} bytes)")
+    sentinel, dtype, size, start = struct.unpack_from("<IIQQ", data, offset)
+    if sentinel != 0xDEADBEEF:
+        raise CoreMLStructureError(f"{path}: bad MILBlob record sentinel {sentinel:#x} at byte {offset}")
+    if start + size > n:
+        raise CoreMLStructureError(f"{path}: blob at byte {offset} runs past the end of the file")
+    return int(dtype), data[start:start + size]
+
+
 def _feature_io(feature) -> dict:
     """A FeatureDescription -> {"name", "shape", "dtype"} (+ image details for ImageType inputs)."""
     kind = feature.type.WhichOneof("Type")

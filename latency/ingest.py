@@ -1,0 +1,32 @@
+"""``clip-latency ingest``: accept reports written elsewhere (the apps' benchmark modes, other hosts),
+validate them against the schema, normalize them (statistics recomputed from the raw samples with
+this toolkit's definitions, derived fields filled, records sorted) and store them."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+from .report import dump_report, load_report, normalize_report, now_iso
+
+
+def _safe(s) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(s or "unknown")).strip("-")[:60] or "unknown"
+
+
+def stored_name(report: dict) -> str:
+    h = report["host"]
+    return (f"{_safe(report['created'].replace(':', ''))}__{_safe(report['source'])}__"
+            f"{_safe(h.get('device') or h.get('name'))}.json")
+
+
+def ingest_one(path, into: Optional[str] = None) -> tuple:
+    """Validate + normalize one report file; store it under ``into/<model>/`` when given.
+    Returns ``(normalized report, stored path or None)``; raises ReportError."""
+    rep = normalize_report(load_report(path))
+    rep["ingested"] = {"at": now_iso(), "from": str(path)}
+    dest = None
+    if into:
+        dest = Path(into) / _safe(rep["bundle"]["model"]) / stored_name(rep)
+        dump_report(rep, dest)
+    return rep, dest

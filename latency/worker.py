@@ -1,0 +1,211 @@
+"""The subprocess that measures one artifact on one runtime (or the calibration workload).
+
+    python -m clipdeploy.latency.worker JOB.json RESULT.json
+
+A fresh process per job keeps the cold load cold and the peak RSS about this job only. Phases, in this
+order: ``import`` (the runtime's libraries), ``configure`` (threads, before anything is loaded),
+``cold_load`` (first load in the process), ``first_inference`` (first call on that handle), the first
+handle is released, ``warm_load`` (second load), ``steady`` (``warmup`` untimed calls, a calibration
+block, timed calls until both ``runs`` samples and ``min_seconds`` of timed work are reached, a second
+calibration block), ``parity`` (the probe set through the artifact vs the bundle's reference
+embeddings), ``flops`` (torch only).
+
+Progress goes to stderr as lines ``@@clipdeploy-latency {json}`` (the parent filters them); the result is
+written as JSON to RESULT.json. Anything else on stdout/stderr is library noise the parent keeps a tail of
+for error messages.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import resource
+import sys
+import time
+import traceback
+
+EVENT_PREFIX = "@@clipdeploy-latency "
+
+
+def _event(**kw):
+    sys.stderr.write(EVENT_PREFIX + json.dumps(kw) + "\n")
+    sys.stderr.flush()
+
+
+def _maxrss_mb() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
+
+
+def _clean(x):
+    """JSON-safe floats (inf/nan -> None)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_clean(v) for v in x]
+    return x
+
+
+# ---------------------------------------------------------------------------------------------------
+
+def calibration(job: dict) -> dict:
+    """The fixed workload (clipdeploy.latency.calibration), in its own worker."""
+    from .calibration import Workload
+    return {"samples_ms": Workload().block(int(job.get("runs", 40)), warmup=int(job.get("warmup", 5)))}
+
+
+# ---------------------------------------------------------------------------------------------------
+
+def measure(job: dict, res: dict) -> dict:
+    import numpy as np
+
+    from .bundle import Artifact, Bundle
+    from .parity import measure as parity_measure
+    from .runtimes import get_runtime
+
+    res["phase_reached"] = "start"
+
+    def phase(name, **kw):
+        res["phase_reached"] = name
+        _event(phase=name, **kw)
+
+    bundle = Bundle(job["bundle"])
+    art = Artifact(**job["artifact"])
+    probe = bundle.probe()
+    inputs = probe[art.encoder]
+    ref = probe["ref_image"] if art.encoder == "image" else probe["ref_text"]
+    other = probe["ref_text"] if art.encoder == "image" else probe["ref_image"]
+    x = np.ascontiguousarray(inputs[:1])
+    work = max(1, int(job.get("work_factor", 1)))
+
+    phase("import")
+    t = time.perf_counter()
+    rt = get_runtime(job["runtime"], bundle, job.get("options"))
+    if rt.name == "onnxruntime":
+        import onnxruntime  # noqa: F401
+    elif rt.name == "executorch":
+        import executorch.runtime  # noqa: F401
+    elif rt.name == "torch":
+        import torch  # noqa: F401
+
+        import clipdeploy.models  # noqa: F401
+        import clipdeploy.reparam  # noqa: F401
+    elif rt.name == "coreml":
+        import coremltools  # noqa: F401
+    res["import_s"] = time.perf_counter() - t
+
+    phase("configure")
+    rt.configure(job.get("threads"))
+    res["runtime_options"] = rt.describe_options()
+
+    phase("cold_load")
+    t = time.perf_counter()
+    h = rt.load(art)
+    res["cold_load_s"] = time.perf_counter() - t
+    res["rss_after_load_mb"] = _maxrss_mb()
+
+    phase("first_inference")
+    t = time.perf_counter()
+    y = rt.infer(h, x)
+    res["first_inference_ms"] = (time.perf_counter() - t) * 1e3
+    res["output_shape"] = list(np.shape(y))
+    rt.release(h)
+    del h
+    gc.collect()
+
+    phase("warm_load")
+    t = time.perf_counter()
+    h = rt.load(art)
+    res["warm_load_s"] = time.perf_counter() - t
+
+    warmup, runs, min_s = int(job["warmup"]), int(job["runs"]), float(job.get("min_seconds", 0.0))
+    phase("warmup", n=warmup)
+    for _ in range(warmup):
+        rt.infer(h, x)
+    cal = None
+    if job.get("calibration", True):
+        from .calibration import RECORD_BLOCK, Workload
+        cal = Workload()
+        cal_pre = cal.block(RECORD_BLOCK)
+    phase("steady", runs=runs, min_seconds=min_s)
+    samples = []
+    total = 0.0
+    cpu0 = time.process_time()
+    perf_ns = time.perf_counter_ns
+    infer = rt.infer
+    while len(samples) < runs or total < min_s:
+        t0 = perf_ns()
+        for _ in range(work):
+            infer(h, x)
+        dt = (perf_ns() - t0) / 1e6
+        samples.append(dt)
+        total += dt / 1e3
+        if len(samples) % 10 == 0:
+            _event(phase="steady", done=len(samples), runs=runs)
+    res["steady_cpu_s"] = time.process_time() - cpu0
+    res["samples_ms"] = samples
+    res["steady_seconds"] = total
+    if cal is not None:
+        cal_post = cal.block(RECORD_BLOCK, warmup=0)
+        res["calibration_blocks"] = [cal_pre, cal_post]
+
+    phase("parity")
+    got = rt.embed(h, inputs)
+    res["parity"] = _clean(parity_measure(ref, got, other))
+
+    if rt.name == "torch":
+        phase("flops")
+        res["flops"] = rt.flops(h, x)
+    res["peak_rss_self_mb"] = _maxrss_mb()
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    res["cpu_user_s"], res["cpu_sys_s"] = ru.ru_utime, ru.ru_stime
+    phase("done")
+    return res
+
+
+def flops_only(job: dict) -> dict:
+    """FLOPs of each encoder (batch 1) of the model in inference form, when torch is not benchmarked."""
+    import torch
+
+    from .bundle import Bundle
+    from .runtimes import structural_flops
+
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+    bundle = Bundle(job["bundle"])
+    probe = bundle.probe()
+    _event(phase="flops")
+    return {"flops": structural_flops(bundle.model, {e: probe[e][:1] for e in job["encoders"]})}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    job_path, out_path = argv
+    with open(job_path) as f:
+        job = json.load(f)
+    kind = job.get("kind", "artifact")
+    res = {}
+    try:
+        if kind == "calibration":
+            res.update(calibration(job))
+        elif kind == "flops":
+            res.update(flops_only(job))
+        else:
+            measure(job, res)
+        res["ok"] = True
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which decides
+        res.update({"ok": False, "error": f"{type(e).__name__}: {e}".strip(),
+                    "traceback": traceback.format_exc()[-4000:]})
+    res["pid"] = os.getpid()
+    tmp = out_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(res, f)
+    os.replace(tmp, out_path)
+    return 0 if res["ok"] else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

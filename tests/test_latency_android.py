@@ -1,0 +1,86 @@
+"""clip-latency android / ingest: the adb command sequence (a pure function), the report the app writes
+(sample in tests/data/latency), and — only where adb is installed — the real adb front end."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from clipdeploy.latency.android import (DEFAULT_REPORT, AndroidInputError, build_commands, run_android)
+from clipdeploy.latency.cli import main
+from clipdeploy.latency.report import validate_report
+
+SAMPLE = Path(__file__).parent / "data" / "latency" / "android_report_sample.json"
+
+
+def test_adb_command_sequence():
+    c = build_commands("out/mobileclip_s0", "mobileclip_s0", adb="/opt/adb", serial="emulator-5554",
+                       runtime="executorch", runs=30, warmup=5, threads=4, local_report="/tmp/r.json")
+    a = ["/opt/adb", "-s", "emulator-5554"]
+    dest = "/data/local/tmp/clipdeploy/mobileclip_s0"
+    assert c["state"] == a + ["get-state"]
+    assert c["prepare"] == [a + ["shell", f"rm -rf {dest}"], a + ["shell", "mkdir -p /data/local/tmp/clipdeploy"]]
+    assert c["push"] == a + ["push", "out/mobileclip_s0", dest]
+    assert c["clear"] == a + ["shell", f"rm -f {DEFAULT_REPORT} {DEFAULT_REPORT}.tmp {DEFAULT_REPORT}.error"]
+    assert c["start"] == a + ["shell", "am start -W -n org.clipdeploy.app/.BenchmarkActivity "
+                                       f"--es bundle {dest} --es runtime executorch --ei runs 30 "
+                                       f"--ei warmup 5 --ei threads 4 --es report {DEFAULT_REPORT}"]
+    assert c["poll"] == a + ["shell", f"test -f {DEFAULT_REPORT}"]
+    assert c["poll_error"] == a + ["shell", f"test -f {DEFAULT_REPORT}.error"]
+    assert c["pull"] == a + ["pull", DEFAULT_REPORT, "/tmp/r.json"]
+
+
+def test_adb_commands_without_serial_and_with_odd_paths():
+    c = build_commands("b", "mobileclip_s0", runtime="onnxruntime", report_path="/sdcard/my report.json")
+    assert c["state"] == ["adb", "get-state"]
+    assert c["poll"] == ["adb", "shell", "test -f '/sdcard/my report.json'"]   # quoted for the device shell
+    assert "--es runtime onnxruntime" in c["start"][-1]
+    with pytest.raises(AndroidInputError):
+        build_commands("b", "mobileclip_s0", runtime="coreml")
+
+
+def test_sample_app_report_is_ingested(tmp_path, capsys):
+    assert main(["ingest", str(SAMPLE), "--into", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "accepted" in out and "android-app" in out and "executorch-fp32/image_encoder.pte" in out
+    stored = list((tmp_path / "mobileclip_s0").glob("*.json"))
+    assert len(stored) == 1 and "android-app" in stored[0].name
+    rep = validate_report(json.loads(stored[0].read_text()))
+    assert [r["id"] for r in rep["records"]][0] == "executorch-fp32/image_encoder.pte@executorch"
+    assert rep["records"][0]["steady"]["stats"]["p90"] == pytest.approx(14.88)   # recomputed
+    # and it can be compared / reported like any other report
+    assert main(["compare", str(SAMPLE), str(stored[0])]) == 0
+    capsys.readouterr()
+
+
+def test_broken_app_report_is_rejected(tmp_path, capsys):
+    rep = json.loads(SAMPLE.read_text())
+    del rep["records"][0]["parity"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(rep))
+    assert main(["ingest", str(bad), str(SAMPLE), "--into", str(tmp_path / "s")]) == 2
+    cap = capsys.readouterr()
+    assert cap.err.count("error: ") == 1 and "parity" in cap.err
+    assert "accepted" in cap.out          # the valid one is still stored
+    assert len(list((tmp_path / "s" / "mobileclip_s0").glob("*.json"))) == 1
+
+
+def test_android_without_adb_is_bad_input(tmp_path, capsys):
+    assert main(["android", str(tmp_path), "--adb", str(tmp_path / "no-adb-here")]) == 2
+    assert capsys.readouterr().err.startswith("error: adb not found")
+
+
+@pytest.mark.skipif(shutil.which("adb") is None, reason="adb is not installed on this host")
+def test_real_adb_front_end(tmp_path):
+    """With a real adb: no device attached must be a clear input error; with one, a full run."""
+    bundle = tmp_path / "mobileclip_s0"
+    bundle.mkdir()
+    import subprocess
+    state = subprocess.run(["adb", "get-state"], capture_output=True, text=True, timeout=60)
+    if state.stdout.strip() != "device":
+        (bundle / "manifest.json").write_text(json.dumps({"schema_version": 1, "model": "mobileclip_s0",
+                                                          "artifacts": []}))
+        with pytest.raises(AndroidInputError, match="no device"):
+            run_android(bundle, runtime="executorch", runs=3, warmup=1, timeout=60, log=lambda *a: None)
+    else:  # pragma: no cover - needs a phone with the app installed
+        pytest.skip("a device is attached: run `clip-latency android out/mobileclip_s0` by hand")
