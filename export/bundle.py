@@ -133,7 +133,7 @@ Output: `embedding` float32 [1, {spec['embed_dim']}], L2-normalized. Similarity 
 | target | precision | encoder | file | parity vs PyTorch |
 |---|---|---|---|---|
 {arts}
-
+{_interpreter_note(manifest)}
 ## Python (ONNX Runtime)
 ```python
 import numpy as np, onnxruntime as ort
@@ -161,7 +161,17 @@ Probe inputs and reference embeddings are in `probe/` (`*.npy`), so any runtime 
 """
 
 
+def _interpreter_note(manifest: dict) -> str:
+    if not any(a["parity"].get("checked") == "reference-interpreter" for a in manifest["artifacts"]):
+        return ""
+    return ("\nCore ML figures marked *reference interpreter* were measured off macOS by clipdeploy's Core ML "
+            "reference interpreter: it checks the ML Program the converter wrote (fp16 emulated), not "
+            "Apple's kernels. Run `clip-latency run` on a Mac for Core ML `predict`.\n")
+
+
 def _parity_cell(p: dict) -> str:
     if p.get("checked") == "structural":
         return "structural only on this host"
-    return f"max abs {p['max_abs']:.1e}, min cos {p['cosine_min']:.6f}, zero-shot {p['zero_shot_agreement']:.0%}"
+    via = " (Core ML reference interpreter)" if p.get("checked") == "reference-interpreter" else ""
+    return (f"max abs {p['max_abs']:.1e}, min cos {p['cosine_min']:.6f}, zero-shot "
+            f"{p['zero_shot_agreement']:.0%}{via}")

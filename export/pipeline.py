@@ -27,17 +27,47 @@ def _stage(log, msg):
 
 def _gate(b, art_path: Path, result, which: str, precision: str, images, ids, ref_image, ref_text,
           what: str) -> dict:
-    """Run the artifact on the probe set and check it; structural check where it cannot run here."""
-    if not b.can_run_here:
-        found = b.structural_check(art_path, result.inputs, result.outputs) \
-            if _takes_expected(b) else b.structural_check(art_path)
-        return {"checked": "structural", "reason": f"{b.name} artifacts cannot run on this host",
-                "structure": found}
+    """Run the artifact on the probe set and check it against the PyTorch reference.
+
+    Where the real runtime is not on this host (Core ML off macOS) the saved artifact is checked
+    structurally and then evaluated by the backend's reference runtime (the Core ML reference
+    interpreter), held to the same bars; a backend without one is checked structurally only."""
     inputs = images if which == "image" else ids
-    got = b.run(art_path, inputs)
     ref, other = (ref_image, ref_text) if which == "image" else (ref_text, ref_image)
-    figures = measure(ref, got, other)
-    return {"checked": "numeric", **check(figures, precision, what)}
+    if b.can_run_here:
+        got = b.run(art_path, inputs)
+        return {"checked": "numeric", "runtime": b.name, **check(measure(ref, got, other), precision, what)}
+    structure = b.structural_check(art_path, result.inputs, result.outputs) \
+        if _takes_expected(b) else b.structural_check(art_path)
+    reason = f"{b.name} artifacts cannot run on this host"
+    if b.reference_runtime is None:
+        return {"checked": "structural", "reason": reason, "structure": structure}
+    out = {"checked": "reference-interpreter", "reason": reason, "runtime": b.reference_runtime,
+           "structure": structure}
+    out.update(_reference_check(b, art_path, inputs, ref, other, precision, what))
+    variant = (result.info or {}).get("image_type_variant")
+    if variant:                       # the ImageType package takes 0..255 pixel values
+        vpath = art_path.parent / variant["file"]
+        out["image_type_variant"] = _reference_check(b, vpath, inputs * np.float32(255.0), ref, other,
+                                                     precision, f"{what} ({variant['file']})")
+    return out
+
+
+def _reference_check(b, path: Path, inputs, ref, other, precision: str, what: str) -> dict:
+    got, info = b.reference_run(path, inputs)
+    origin = info.get("first_nonfinite")
+    if origin:
+        what += f" (first non-finite value at op {origin['name']!r} ({origin['type']}))"
+    return {**check(measure(ref, got, other), precision, what), "interpreter": info}
+
+
+def _via(parity: dict) -> str:
+    if parity["checked"] != "reference-interpreter":
+        return ""
+    v = parity.get("image_type_variant")
+    return (" (Core ML reference interpreter, "
+            f"{parity['interpreter']['seconds_per_run']:.2f}s/run"
+            + (f"; ImageType variant max abs {v['max_abs']:.2e}" if v else "") + ")")
 
 
 def _takes_expected(b) -> bool:
@@ -122,7 +152,7 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                 size = _size(result.path.parent, result.files)
                 log(f"        {t_export:.1f}s export, {time.perf_counter() - t:.1f}s gate: "
                     + (f"max abs {parity['max_abs']:.2e}, min cos {parity['cosine_min']:.6f}, zero-shot "
-                       f"{parity['zero_shot_agreement']:.0%}" if parity["checked"] == "numeric"
+                       f"{parity['zero_shot_agreement']:.0%}" + _via(parity) if "max_abs" in parity
                        else "structural check passed (cannot run here)"))
                 manifest["artifacts"].append({
                     "target": target, "precision": prec, "encoder": which,

@@ -6,9 +6,11 @@
     clip-latency report REPORT... [--html OUT] [--markdown [FILE]]
     clip-latency ingest REPORT... [--into DIR]
     clip-latency android BUNDLE [--serial S] [--adb PATH] [--runtime executorch|onnxruntime] [--runs N]
+    clip-latency verify BUNDLE [--encoder image|text] [--pessimistic] [--json OUT]
 
-Exit status: 0 fine; 1 a regression (compare), a failed artifact (run), a failed device run (android)
-or a rejected report (ingest); 2 bad input (one ``error:`` line on stderr).
+Exit status: 0 fine; 1 a regression (compare), a failed artifact (run), a failed device run (android),
+a Core ML artifact that fails the parity bars in the reference interpreter (verify); 2 bad input or a
+rejected report (ingest) (one ``error:`` line on stderr).
 """
 from __future__ import annotations
 
@@ -93,6 +95,14 @@ def _parser():
     a.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the report")
     a.add_argument("--json", metavar="OUT", help="write the pulled report here")
     a.add_argument("--into", metavar="DIR", help="also ingest it into DIR")
+
+    v = sub.add_parser("verify", help="Core ML artifacts through the Core ML reference interpreter (any OS)")
+    v.add_argument("bundle")
+    v.add_argument("--encoder", action="append", choices=["image", "text"], help="only these encoders")
+    v.add_argument("--pessimistic", action="store_true",
+                   help="fp16 programs: also round inside ops (fp16 accumulators)")
+    v.add_argument("--json", metavar="OUT", help="write the figures as JSON here")
+    v.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
 
@@ -267,10 +277,32 @@ def cmd_android(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from .bundle import BundleError
+    from .verify import VerifyInputError, table, verify_bundle
+
+    if args.json and Path(args.json).is_dir():
+        return _err(f"{args.json} is a directory; give a file path")
+    log = (lambda *_: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    try:
+        res = verify_bundle(args.bundle, encoders=args.encoder, pessimistic=args.pessimistic, log=log)
+    except (BundleError, VerifyInputError) as e:
+        return _err(str(e))
+    print(f"{res['model']}: Core ML artifacts through the reference interpreter — {res['checks']}")
+    print(table(res))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+        print(f"json: {args.json}")
+    bad = [r for r in res["records"] if not r["passed"]]
+    print(f"{len(bad)} of {len(res['records'])} failed" if bad else f"all {len(res['records'])} passed")
+    return 1 if bad else 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     return {"run": cmd_run, "compare": cmd_compare, "report": cmd_report, "ingest": cmd_ingest,
-            "android": cmd_android}[args.cmd](args)
+            "android": cmd_android, "verify": cmd_verify}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Core ML can only ``predict`` on macOS. This module evaluates the *saved* package instead: the MIL
 program protobuf (``MLModel(path, skip_model_load=True).get_spec().mlProgram``) and the MILBlob v2
 weight file ``Data/com.apple.CoreML/weights/weight.bin`` (read with
-:func:`clipdeploy.export.backends.coreml_backend.read_weight_blob`). Ops run as NumPy / torch-CPU
+:func:`clipdeploy.latency.milblob.read_weight_blob`). Ops run as NumPy / torch-CPU
 kernels. It is a *reference*: it tells you what the program computes, not how fast or how exactly a
 device computes it.
 
@@ -83,10 +83,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clipdeploy.export.backends.coreml_backend import (WEIGHTS_REL, CoreMLStructureError,
-                                                       read_weight_blob, read_weight_blobs)
+from .milblob import WEIGHTS_REL, CoreMLStructureError, read_weight_blob, read_weight_blobs
 
-__all__ = ["load_program", "read_spec", "Program", "verify_mlpackage", "diff_programs", "extract_coreml_from_pte",
+__all__ = ["load_program", "read_spec", "Program", "run_rows", "verify_mlpackage", "diff_programs", "extract_coreml_from_pte",
            "torch_activations", "clear_cache", "CoreMLRefError", "UnsupportedOpError", "ProgramError",
            "VerificationError", "SUPPORTED_OPS", "FP16_MAX", "OVERFLOW_WARN", "FP16_ACC_CHUNK"]
 
@@ -1685,7 +1684,8 @@ class Program:
             arr = arr.astype(np.int32)
         elif arr.dtype in (np.uint32, np.uint64):
             arr = arr.astype(np.int64)
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        arr = np.ascontiguousarray(arr)
+        t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())   # weights: read-only mmap views
         if t.dtype == torch.float16:
             t = t.float()
         if key is not None:
@@ -2107,8 +2107,9 @@ def _rows(prog: Program, inputs) -> tuple:
     return n, feeds
 
 
-def _run_rows(prog: Program, inputs, output: Optional[str], pessimistic: bool):
-    """Run every row; each run's output is flattened into one row of the result [N, ...]."""
+def run_rows(prog: Program, inputs, output: Optional[str] = None, pessimistic: bool = False):
+    """Run a batch one row at a time (our programs have a static batch of 1): ``(outputs [N, ...],
+    first non-finite origin or None)``; each run's output is flattened into one row."""
     out_name = output or (prog.output_names[0] if len(prog.output_names) == 1 else None)
     if out_name is None:
         raise ValueError(f"the program has outputs {prog.output_names}: name one with output=")
@@ -2157,7 +2158,7 @@ def verify_mlpackage(path, inputs, reference, precision: Optional[str] = None, *
     ``inputs``: ``{name: array}`` or one array (single-input programs), batched along dim 0; a
     static-batch-1 program runs row by row. ``reference``: ``[N, D]`` expected outputs (e.g. the
     PyTorch embeddings). ``precision``: "fp32" | "fp16" thresholds (default: the program's own);
-    the thresholds are :data:`clipdeploy.export.parity.THRESHOLDS` (fp32: max abs <= 1e-5; fp16:
+    the thresholds are :data:`clipdeploy.latency.parity.THRESHOLDS` (fp32: max abs <= 1e-5; fp16:
     max abs <= 2e-3 and cosine >= 0.9999). ``other_tower`` ([M, D]) adds zero-shot top-1 agreement.
     On failure the first op that departs (on the first input row) is named when ``baseline`` (another
     package / Program, e.g. the unmodified export: any difference counts) or ``activations``
@@ -2169,14 +2170,14 @@ def verify_mlpackage(path, inputs, reference, precision: Optional[str] = None, *
     ``failures``, ``thresholds``, ``diagnostics``, ``seconds_per_run``, ...). Raises
     :class:`VerificationError` on failure unless ``check=False``; interpreter errors (unknown op, bad
     attribute value, shape mismatch) propagate as :class:`CoreMLRefError` naming the op."""
-    from clipdeploy.export.parity import THRESHOLDS
+    from .parity import THRESHOLDS, failures as missed_bars
 
     prog = path if isinstance(path, Program) else load_program(path)
     precision = precision or prog.precision
     if precision not in THRESHOLDS:
         raise ValueError(f"precision must be one of {sorted(THRESHOLDS)}, not {precision!r}")
     t0 = time.perf_counter()
-    got, nonfinite = _run_rows(prog, inputs, output, pessimistic)
+    got, nonfinite = run_rows(prog, inputs, output, pessimistic)
     elapsed = time.perf_counter() - t0
     ref = np.asarray(reference, np.float64)
     if ref.ndim == 1:
@@ -2202,15 +2203,9 @@ def verify_mlpackage(path, inputs, reference, precision: Optional[str] = None, *
         figures.update(max_abs=float("inf"), cosine_min=float("nan"), cosine_mean=float("nan"))
         failures.append("non-finite outputs" + (f" (first non-finite value at op {nonfinite['name']!r} "
                                                  f"({nonfinite['type']}))" if nonfinite else ""))
-    t = THRESHOLDS[precision]
     if finite:
-        if figures["max_abs"] > t["max_abs"]:
-            failures.append(f"max abs error {figures['max_abs']:.3g} > {t['max_abs']:g}")
-        if t["min_cosine"] is not None and not figures["cosine_min"] >= t["min_cosine"]:
-            failures.append(f"min cosine {figures['cosine_min']:.6f} < {t['min_cosine']}")
-        if "zero_shot_agreement" in figures and figures["zero_shot_agreement"] < t["zero_shot_agreement"]:
-            failures.append(f"zero-shot top-1 agreement {figures['zero_shot_agreement']:.0%}")
-    figures["thresholds"] = t
+        failures += missed_bars(figures, precision)
+    figures["thresholds"] = THRESHOLDS[precision]
     figures["diagnostics"] = {k: v for k, v in prog.diagnostics.items()}
     op = None
     if failures and (baseline is not None or activations is not None):

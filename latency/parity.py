@@ -1,18 +1,29 @@
-"""Parity figures of an artifact's embeddings against the bundle's reference embeddings.
+"""Parity of an artifact's embeddings against reference embeddings: the figures and the bars.
 
-The same definitions as the export gate (``clipdeploy.export.parity.measure``), written here because the
-latency harness must not need the export code (data flows models -> reparam -> export -> latency):
+One definition, used by the export gate (``clipdeploy.export.parity`` re-exports it), the latency
+harness (parity next to latency) and the Core ML reference interpreter's verification:
 
 * ``max_abs``: max |reference - got| over all elements (the embeddings are L2-normalized already);
 * ``cosine_min`` / ``cosine_mean``: cosine of each row pair (rows re-normalized in float64);
 * ``zero_shot_agreement``: fraction of rows whose top-1 against the *other tower's reference*
-  embeddings (images vs captions) is the same for ``got`` as for the reference.
+  embeddings (images vs captions) is the same for ``got`` as for the reference. Never cosine alone.
 
 Non-finite outputs give ``max_abs = inf``, NaN cosines, agreement 0 and ``finite = False``.
 """
 from __future__ import annotations
 
 import numpy as np
+
+THRESHOLDS = {
+    "fp32": {"max_abs": 1e-5, "min_cosine": None, "zero_shot_agreement": 1.0},
+    "fp16": {"max_abs": 2e-3, "min_cosine": 0.9999, "zero_shot_agreement": 1.0},
+}
+
+
+class ParityError(RuntimeError):
+    def __init__(self, what: str, figures: dict, failures: list):
+        super().__init__(f"{what} failed the parity gate: {'; '.join(failures)}")
+        self.figures, self.failures = figures, failures
 
 
 def _unit(x):
@@ -34,3 +45,28 @@ def measure(reference: np.ndarray, got: np.ndarray, other_tower: np.ndarray) -> 
     return {"max_abs": float(np.abs(reference - got).max()), "cosine_min": float(cos.min()),
             "cosine_mean": float(cos.mean()), "zero_shot_agreement": agree, "n": int(len(got)),
             "finite": True}
+
+
+def failures(figures: dict, precision: str) -> list:
+    """The bars of ``precision`` that ``figures`` miss (empty: passed)."""
+    t = THRESHOLDS[precision]
+    out = []
+    if not figures.get("finite", True):
+        out.append("non-finite outputs")
+    if figures["max_abs"] > t["max_abs"]:
+        out.append(f"max abs error {figures['max_abs']:.3g} > {t['max_abs']:g}")
+    if t["min_cosine"] is not None and not figures["cosine_min"] >= t["min_cosine"]:
+        out.append(f"min cosine {figures['cosine_min']:.6f} < {t['min_cosine']}")
+    if "zero_shot_agreement" in figures and figures["zero_shot_agreement"] < t["zero_shot_agreement"]:
+        out.append(f"zero-shot top-1 agreement {figures['zero_shot_agreement']:.0%} < "
+                   f"{t['zero_shot_agreement']:.0%}")
+    return out
+
+
+def check(figures: dict, precision: str, what: str = "artifact") -> dict:
+    """Raise :class:`ParityError` if ``figures`` miss the thresholds for ``precision``; else return them
+    with the thresholds attached."""
+    missed = failures(figures, precision)
+    if missed:
+        raise ParityError(what, figures, missed)
+    return {**figures, "thresholds": THRESHOLDS[precision], "passed": True}

@@ -34,16 +34,9 @@ def _one_kernel_thread():
     cr.clear_cache()            # loaded programs hold their weights: do not carry them to other modules
 
 
-# The export bars: fp32 max abs <= 1e-5; fp16 cosine >= 0.9999 and max abs <= 2e-3.
-# Known exception, measured: the 12-layer fp16 *text* programs of S1/S2/B (seeded weights) depart from
-# the fp32 reference by max abs 3.1e-3 / 3.1e-3 / 3.5e-3 (cosine 0.99974 / 0.99974 / 0.99979) even in
-# the optimistic emulation (fp32 math inside every op, fp16 only where the program declares it). The
-# loss is spread over the whole tower, not one op: rounding only the weights to fp16 already costs
-# 1.4e-3 on B text, rounding any single op type's outputs 0.5-1.1e-3, all of them together 3.4e-3;
-# keeping matmul/softmax in fp32 (FP16ComputePrecision op_selector) leaves 3.5e-3. PyTorch's .half()
-# model lands at 1.9e-3 because it rounds at fewer points. Those three are held to a looser bar here;
-# the finding is the export's (fp16 text towers vs the 2e-3 bar), not the interpreter's.
-FP16_TEXT_EXCEPTION = {"max_abs": 5e-3, "min_cosine": 0.9995}
+# The export bars, for every encoder: fp32 max abs <= 1e-5; fp16 cosine >= 0.9999 and max abs <= 2e-3.
+# (With attention gain 2.5 in the seeded weights the fp16 S1/S2/B text towers missed that bar by
+# ~1.5x even in PyTorch's own .half(): near-hard attention made them chaotic; see models/test_weights.)
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +65,8 @@ def _check(fig, name, which, precision):
         assert fig["passed"]
         return
     assert fig["max_abs"] > 1e-5                        # fp16 rounding is emulated, not skipped
-    if which == "text" and name != "mobileclip_s0":
-        assert fig["max_abs"] <= FP16_TEXT_EXCEPTION["max_abs"], fig
-        assert fig["cosine_min"] >= FP16_TEXT_EXCEPTION["min_cosine"], fig
-    else:
-        assert fig["max_abs"] <= 2e-3 and fig["cosine_min"] >= 0.9999, fig
-        assert fig["passed"]
+    assert fig["max_abs"] <= 2e-3 and fig["cosine_min"] >= 0.9999, fig
+    assert fig["passed"]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])

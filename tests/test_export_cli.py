@@ -35,10 +35,16 @@ def test_target_all_writes_a_verified_bundle(s0_bundle):
         assert (s0_bundle / a["path"]).exists()
         assert a["inputs"][0]["name"] == ("image" if a["encoder"] == "image" else "text")
         assert a["outputs"][0]["name"] == "embedding"
+        p = a["parity"]
         if a["target"] == "coreml" and sys.platform != "darwin":
-            assert a["parity"]["checked"] == "structural"
+            # off macOS: structure, then the Core ML reference interpreter at the fp16 bars
+            assert p["checked"] == "reference-interpreter" and p["passed"] and p["structure"]["opset"]
+            assert "not Apple's kernels" in p["runtime"]
+            variants = [p] + ([p["image_type_variant"]] if a["encoder"] == "image" else [])
+            for v in variants:
+                assert 1e-5 < v["max_abs"] <= 2e-3 and v["cosine_min"] >= 0.9999   # fp16 is emulated
+                assert v["zero_shot_agreement"] == 1.0 and v["interpreter"]["first_nonfinite"] is None
         else:
-            p = a["parity"]
             assert p["checked"] == "numeric" and p["passed"]
             assert p["max_abs"] <= 1e-5 and p["zero_shot_agreement"] == 1.0 and p["cosine_min"] > 0.99999
     text = [a for a in m["artifacts"] if a["encoder"] == "text"]
@@ -88,6 +94,84 @@ def test_perturbed_artifact_fails_the_gate_and_nothing_is_written(tmp_path, monk
     with pytest.raises(ParityError, match="failed the parity gate"):
         export_bundle("mobileclip_s0", ["onnx"], random_weights=0, out=out, log=lambda *a: None)
     assert not out.exists() and not list(tmp_path.glob(".*partial"))
+
+
+def _perturb_largest_blob(pkg, factor):
+    """Scale the largest float weight blob (fp16 or fp32) of a saved .mlpackage in place."""
+    import struct
+
+    from clipdeploy.latency.milblob import WEIGHTS_REL
+    wf = pkg / WEIGHTS_REL
+    data = bytearray(wf.read_bytes())
+    count, off, best = struct.unpack_from("<I", data, 0)[0], 64, None
+    for _ in range(count):
+        _, dtype, size, start = struct.unpack_from("<IIQQ", data, off)
+        if dtype in (1, 2) and (best is None or size > best[1]):
+            best = (start, size, np.float16 if dtype == 1 else np.float32)
+        off = (start + size + 63) // 64 * 64
+    start, size, dt = best
+    w = np.frombuffer(bytes(data[start:start + size]), dt) * dt(factor)
+    data[start:start + size] = w.astype(dt).tobytes()
+    wf.write_bytes(bytes(data))
+
+
+def test_coreml_gate_catches_a_perturbed_weight_off_macos(tmp_path, monkeypatch):
+    """The Core ML gate is numeric on Linux too: one weight blob x1.01 in the saved package fails it."""
+    from clipdeploy.export.backends.coreml_backend import CoreMLBackend
+    original = CoreMLBackend.export
+
+    def export_then_perturb(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        _perturb_largest_blob(result.path, 1.01)
+        return result
+
+    monkeypatch.setattr(CoreMLBackend, "export", export_then_perturb)
+    out = tmp_path / "bundle"
+    with pytest.raises(ParityError, match=r"coreml-fp32/image_encoder.mlpackage failed the parity gate: "
+                                          r"max abs error .* > 1e-05"):
+        export_bundle("mobileclip_s0", ["coreml"], precision="fp32", random_weights=0, out=out,
+                      log=lambda *a: None)
+    assert not out.exists() and not list(tmp_path.glob(".*partial"))
+
+
+def test_latency_verify_runs_the_interpreter_on_a_bundle(s0_bundle, tmp_path, capsys):
+    """clip-latency verify: every Core ML package of the bundle (with the ImageType variant) through the
+    reference interpreter; figures equal the export gate's; a perturbed package fails naming itself."""
+    import shutil
+
+    from clipdeploy.latency.cli import main as latency
+
+    out = tmp_path / "verify.json"
+    assert latency(["verify", str(s0_bundle), "--json", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "not Apple's Core ML kernels" in printed and "all 3 passed" in printed
+    res = json.loads(out.read_text())
+    got = {r["artifact"]: r for r in res["records"]}
+    assert set(got) == {"coreml-fp16/image_encoder.mlpackage", "coreml-fp16/image_encoder_imagetype.mlpackage",
+                        "coreml-fp16/text_encoder.mlpackage"}
+    man = {a["path"]: a["parity"] for a in json.loads((s0_bundle / "manifest.json").read_text())["artifacts"]}
+    for path, r in got.items():
+        assert r["passed"] and r["opset"] == "CoreML7" and r["program_precision"] == "fp16"
+        assert 1e-5 < r["max_abs"] <= 2e-3 and r["cosine_min"] >= 0.9999 and r["zero_shot_agreement"] == 1.0
+        exp = man.get(path) or man["coreml-fp16/image_encoder.mlpackage"]["image_type_variant"]
+        assert r["max_abs"] == pytest.approx(exp["max_abs"], rel=1e-6)
+
+    bad = tmp_path / "bad"
+    shutil.copytree(s0_bundle, bad, ignore=shutil.ignore_patterns("onnx-*", "executorch-*"))
+    _perturb_largest_blob(bad / "coreml-fp16" / "text_encoder.mlpackage", -1.0)
+    assert latency(["verify", str(bad), "--encoder", "text", "--quiet"]) == 1
+    printed = capsys.readouterr().out
+    assert "coreml-fp16/text_encoder.mlpackage" in printed and "FAILED" in printed and "1 of 1 failed" in printed
+
+    empty = tmp_path / "no_coreml"
+    shutil.copytree(s0_bundle, empty, ignore=shutil.ignore_patterns("coreml-*"))
+    man = json.loads((empty / "manifest.json").read_text())
+    man["artifacts"] = [a for a in man["artifacts"] if a["target"] != "coreml"]
+    (empty / "manifest.json").write_text(json.dumps(man))
+    assert latency(["verify", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert [l for l in err.splitlines() if l.startswith("error:")] == [
+        f"error: {empty} has no Core ML artifacts to verify; export them with clip-export --target coreml"]
 
 
 def _one_line_error(capsys, argv, *needles, rc=2):

@@ -32,7 +32,9 @@ class Backend:
     name: str = ""                   # target name on the command line
     extension: str = ""              # ".onnx", ".pte", ".mlpackage"
     precisions: tuple = ("fp32",)    # precisions this backend can write
-    can_run_here: bool = True        # False: parity is structural only on this host (Core ML on Linux)
+    can_run_here: bool = True        # False: the real runtime is not on this host (Core ML on Linux)
+    #: what evaluates the saved artifact where the real runtime cannot (None: structural check only)
+    reference_runtime: Optional[str] = None
 
     def check_available(self, precision: str) -> None:
         """Raise BackendUnavailable (one clear line) if this backend/precision cannot export here."""
@@ -45,3 +47,8 @@ class Backend:
         """Run the saved artifact on ``inputs`` (batch of probe images float32 or ids int32) and return
         the float32 embeddings [N, D]. Artifacts with a static batch of 1 are run row by row."""
         raise NotImplementedError
+
+    def reference_run(self, path: Path, inputs: np.ndarray) -> tuple:
+        """Where ``can_run_here`` is False: evaluate the *saved* artifact with a reference
+        implementation of its format (not the device's kernels) -> ``(embeddings [N, D], info)``."""
+        raise BackendUnavailable(f"{self.name}: no reference runtime for this artifact on this host")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import json
-import struct
 import sys
 import time
 from pathlib import Path
@@ -25,23 +24,17 @@ from typing import Optional
 
 import numpy as np
 
+from clipdeploy.latency.milblob import (WEIGHTS_REL, CoreMLStructureError, read_weight_blob,  # noqa: F401
+                                        read_weight_blobs)
+
 from .base import Backend, BackendUnavailable, ExportResult
 
 SUPPORTED_MAJOR = (8, 9)                 # we pin coremltools 9.0; 8.x has the same torch.export path
 IOS_TARGETS = (16, 17, 18)
 DEFAULT_IOS = 17
-WEIGHTS_REL = Path("Data") / "com.apple.CoreML" / "weights" / "weight.bin"
 
-# MILBlob v2 storage dtypes (coremltools/mlmodel MILBlob BlobDataType)
-_BLOB_DTYPES = {1: "float16", 2: "float32", 3: "uint8", 4: "int8", 5: "bfloat16", 6: "int16",
-                7: "uint16", 8: "int4", 9: "uint1", 10: "uint2", 11: "uint3", 12: "uint4",
-                13: "uint6", 14: "int32", 15: "uint32"}
 # Core ML ArrayFeatureType.ArrayDataType -> numpy-style name
 _ARRAY_DTYPES = {65568: "float32", 65600: "float64", 65552: "float16", 131104: "int32", 131080: "int8"}
-
-
-class CoreMLStructureError(RuntimeError):
-    """A saved .mlpackage does not have the structure the export promised."""
 
 
 def _import_coremltools():
@@ -64,52 +57,6 @@ def _clipdeploy_version() -> str:
 
 def _weights_file(pkg: Path) -> Path:
     return Path(pkg) / WEIGHTS_REL
-
-
-def read_weight_blobs(path: Path) -> dict:
-    """Walk a MILBlob v2 ``weight.bin``: {"count", "version", "bytes_by_dtype", "file_size"}.
-
-    Layout: 64-byte file header (uint32 count, uint32 version, padding); per blob a 64-byte metadata
-    record (uint32 0xDEADBEEF, uint32 dtype, uint64 size, uint64 offset, padding), the data at
-    ``offset``, and the next record at the following 64-byte boundary.
-    """
-    data = Path(path).read_bytes()
-    if len(data) < 64:
-        raise CoreMLStructureError(f"{path}: weight file too short ({len(data)} bytes)")
-    count, version = struct.unpack_from("<II", data, 0)
-    by_dtype: dict = collections.Counter()
-    off, seen = 64, 0
-    while off < len(data) and seen < count:
-        sentinel, dtype, size, offset = struct.unpack_from("<IIQQ", data, off)
-        if sentinel != 0xDEADBEEF:
-            raise CoreMLStructureError(f"{path}: bad MILBlob record sentinel {sentinel:#x} at byte {off}")
-        if offset + size > len(data):
-            raise CoreMLStructureError(f"{path}: blob at byte {off} runs past the end of the file")
-        by_dtype[_BLOB_DTYPES.get(dtype, f"dtype{dtype}")] += size
-        seen += 1
-        off = (offset + size + 63) // 64 * 64
-    if seen != count:
-        raise CoreMLStructureError(f"{path}: header says {count} blobs, found {seen}")
-    return {"count": count, "version": version, "bytes_by_dtype": dict(by_dtype),
-            "file_size": len(data)}
-
-
-def read_weight_blob(data, offset: int, path="weight.bin") -> tuple:
-    """One blob of a MILBlob v2 weight file: ``(dtype code, payload)`` for the 64-byte metadata record
-    at byte ``offset`` (a MIL ``blobFileValue.offset``). The code is MILBlob's ``BlobDataType``
-    (1 fp16, 2 fp32, 3 uint8, 4 int8, 5 bf16, 6 int16, 7 uint16, 8 int4, 9 uint1, 10 uint2, 11 uint4,
-    12 uint3, 13 uint6, 14 int32, 15 uint32, 16/17 fp8). ``data`` is the whole file as any buffer
-    (bytes, memoryview, a numpy uint8 array); the payload is ``data[start:start + size]`` of that
-    same type (a view for memoryview/numpy)."""
-    n = len(data)
-    if offset < 64 or offset + 64 > n:
-        raise CoreMLStructureError(f"{path}: blob offset {offset} outside the file ({n} bytes)")
-    sentinel, dtype, size, start = struct.unpack_from("<IIQQ", data, offset)
-    if sentinel != 0xDEADBEEF:
-        raise CoreMLStructureError(f"{path}: bad MILBlob record sentinel {sentinel:#x} at byte {offset}")
-    if start + size > n:
-        raise CoreMLStructureError(f"{path}: blob at byte {offset} runs past the end of the file")
-    return int(dtype), data[start:start + size]
 
 
 def _feature_io(feature) -> dict:
@@ -150,11 +97,32 @@ def _op_histogram(spec) -> tuple:
     return dict(sorted(hist.items())), opset
 
 
+REFERENCE_RUNTIME = ("clipdeploy Core ML reference interpreter (clipdeploy.latency.coreml_ref): evaluates the "
+                     "ML Program the converter wrote, with fp16 emulated; not Apple's kernels")
+
+
+def reference_run(path: Path, inputs: np.ndarray) -> tuple:
+    """Run a saved ``.mlpackage`` through the reference interpreter: ``(outputs [N, D], info)``.
+
+    ``inputs``: float32 images [N, 3, R, R] (for an ImageType package: 0..255 values), or int32 ids."""
+    from clipdeploy.latency import coreml_ref
+    prog = coreml_ref.load_program(path, cache=False)
+    t0 = time.perf_counter()
+    got, nonfinite = coreml_ref.run_rows(prog, np.asarray(inputs))
+    seconds = time.perf_counter() - t0
+    d = prog.diagnostics
+    info = {"runtime": REFERENCE_RUNTIME, "opset": prog.opset, "program_precision": prog.precision,
+            "ops": d["op_count"], "seconds_per_run": round(seconds / max(1, len(got)), 4),
+            "first_nonfinite": nonfinite, "overflow_warnings": d["overflow_warnings"][:5]}
+    return got, info
+
+
 class CoreMLBackend(Backend):
     name = "coreml"
     extension = ".mlpackage"
     precisions = ("fp16", "fp32")
     can_run_here = sys.platform == "darwin"
+    reference_runtime = REFERENCE_RUNTIME
 
     def __init__(self, compute_units: str = "CPU_ONLY"):
         # prediction device on macOS: CPU_ONLY keeps the parity gate about the program's numerics
@@ -407,6 +375,9 @@ class CoreMLBackend(Backend):
         }
 
     # ------------------------------------------------------------------ run
+    def reference_run(self, path: Path, inputs: np.ndarray) -> tuple:
+        return reference_run(path, inputs)
+
     def run(self, path: Path, inputs: np.ndarray) -> np.ndarray:
         if sys.platform != "darwin":
             raise BackendUnavailable("Core ML prediction needs macOS; the structural check ran instead")

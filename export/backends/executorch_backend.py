@@ -438,6 +438,8 @@ class ExecuTorchCoreMLBackend(Backend):
     extension = ".pte"
     precisions = ("fp16", "fp32")
     can_run_here = sys.platform == "darwin"   # the CoreML delegate runs only on Apple platforms
+    reference_runtime = ("clipdeploy Core ML reference interpreter on the delegate's ML Program "
+                         "(clipdeploy.latency.coreml_ref); not Apple's kernels")
 
     def check_available(self, precision: str) -> None:
         if precision not in self.precisions:
@@ -499,6 +501,26 @@ class ExecuTorchCoreMLBackend(Backend):
         raise BackendUnavailable(
             "executorch-coreml: a Core ML-delegated .pte runs only on Apple platforms (iOS/macOS "
             "executorch runtime with the CoreML backend); use structural_check() here")
+
+    def reference_run(self, path: Path, inputs: np.ndarray) -> tuple:
+        """The Core ML model inside the .pte, through the Core ML reference interpreter. Only a program
+        that is one Core ML delegate end to end can be evaluated this way (nothing runs outside it)."""
+        import tempfile
+
+        from clipdeploy.latency.coreml_ref import extract_coreml_from_pte
+
+        from .coreml_backend import reference_run
+        found = structural_check(path)
+        if found["coreml_delegates"] != 1 or found["operators_outside"]:
+            raise BackendUnavailable(
+                f"executorch-coreml: {Path(path).name} has {found['coreml_delegates']} Core ML delegates and "
+                f"ops outside them {found['operators_outside']}; only a fully delegated program can be "
+                f"evaluated by the reference interpreter")
+        with tempfile.TemporaryDirectory(prefix="pte-coreml-") as d:
+            (pkg,) = extract_coreml_from_pte(path, d)
+            got, info = reference_run(pkg, inputs)
+        info["extracted_from"] = "the .pte's CoreMLBackend delegate payload"
+        return got, info
 
     def structural_check(self, path: Path) -> dict:
         return structural_check(path)
