@@ -30,6 +30,8 @@ demo: install
 	$(BIN)/clip-models check mobileclip_s0 --checkpoint $(DEMO)/mobileclip_s0_fused.pt
 	@echo "== export Core ML, ONNX and ExecuTorch bundles, each gated against PyTorch"
 	$(BIN)/clip-export --model mobileclip_s0 --target all --random-weights 0 --out out/mobileclip_s0 --force
+	@echo "== the Core ML artifacts through the reference interpreter (Core ML predict needs macOS)"
+	$(BIN)/clip-latency verify out/mobileclip_s0
 	@echo "== latency: every artifact on every runtime of this host, parity next to it"
 	$(BIN)/clip-latency run out/mobileclip_s0 --runs 20 --json out/mobileclip_s0/latency.json
 	@echo "== demo done: weights in $(DEMO)/, bundle in out/mobileclip_s0/, latency report out/mobileclip_s0/latency.json"
