@@ -7,9 +7,11 @@ written as a sliding-window tensordot), in NumPy on one thread (the workers run 
 desktop core. NumPy keeps it cheap to run inside every worker (no torch import for ONNX Runtime).
 
 It is measured (a) in its own worker at the start and at the end of a run (the report's
-``calibration``), and (b) inside every artifact worker, in two blocks right before and right after the
-steady state (the record's ``calibration``), so each record has a machine-speed figure taken in the
-same seconds as its own samples.
+``calibration``), (b) inside every artifact worker, in two blocks right before and right after the
+steady state (the record's ``calibration``), and (c) interleaved with the steady state: after every
+~0.25 s of timed samples, a block of 5 calibration samples whose median is paired with that block of
+samples (the record's ``steady.blocks``). A shared machine's speed drifts by 10-40 % within seconds;
+the gate compares block medians divided by their own calibration, resampling whole blocks.
 """
 from __future__ import annotations
 
@@ -22,6 +24,9 @@ DESCRIPTION = ("one sample = float32 matmul 256x256 @ 256x256 + 3x3 conv 32->32 
                "32x32 map (sliding-window tensordot), NumPy, one BLAS thread, seed 0")
 FLOPS_PER_SAMPLE = 2 * 256 ** 3 + 2 * 32 * 32 * 9 * 32 * 32
 RECORD_BLOCK = 15          # samples per block inside an artifact worker (before and after the steady state)
+BLOCK_SECONDS = 0.25       # steady state: a calibration block after every ~0.25 s of timed samples ...
+BLOCK_MIN_SAMPLES = 3      # ... and at least this many samples
+INTERLEAVED_BLOCK = 5      # calibration samples per interleaved block (its median is paired with the block)
 
 
 class Workload:

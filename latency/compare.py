@@ -2,25 +2,30 @@
 
 Records are matched by (model, artifact, runtime). For each pair measured in both reports:
 
-* latency: the ratio ``median(current) / median(baseline)`` of the raw steady-state samples, divided by
-  the ratio of the calibration medians (a machine that is uniformly slower is not a regression) —
-  each record's own calibration, measured in its worker right before and after its steady state, when
-  both reports have it, else the runs' — with a seeded percentile-bootstrap confidence interval of the
-  median ratio (:func:`clipdeploy.latency.stats.bootstrap_ratio`). A **regression**
-  is a lower CI bound above ``1 + max_slowdown``: slower beyond the threshold *with confidence*.
+* latency: when both records have interleaved calibration blocks (``steady.blocks``), each block of
+  samples becomes its median divided by the calibration measured in the same second, and the ratio is
+  ``median(current blocks) / median(baseline blocks)`` with a seeded percentile-bootstrap CI over whole
+  blocks (:func:`clipdeploy.latency.stats.bootstrap_blocks`); otherwise the ratio of the raw sample
+  medians divided by the ratio of the calibration medians (the record's own, measured right before and
+  after its steady state, else the run's), with a bootstrap CI over samples
+  (:func:`~clipdeploy.latency.stats.bootstrap_ratio`). Either way a machine that is uniformly slower is
+  not a regression. A **regression** is a ratio above ``1 + max_slowdown`` whose CI lies above 1: slower
+  beyond the threshold, and slower *with confidence*.
 * parity: the current run's ``cosine_min`` below ``min_cosine``, non-finite outputs, or a zero-shot
   agreement lower than the baseline's, is a **parity** regression.
 * a record that ran in the baseline but failed (error/timeout) in the current run is **failed**.
 
-Verdicts: ``ok``, ``faster`` (upper CI bound below ``1 - max_slowdown``), ``slower?`` (ratio above the
-threshold but not with confidence: not a failure), ``REGRESSION``, ``PARITY``, ``FAILED``.
+Verdicts: ``ok``, ``faster`` (ratio below ``1 - max_slowdown``, CI below 1), ``slower?`` (ratio above
+the threshold but the CI includes 1: not a failure), ``REGRESSION``, ``PARITY``, ``FAILED``.
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .report import ReportError
-from .stats import bootstrap_ratio
+from .stats import block_values, bootstrap_blocks, bootstrap_ratio
 
 FAILING = ("REGRESSION", "PARITY", "FAILED")
 
@@ -77,29 +82,42 @@ def compare_reports(baseline: dict, current: dict, max_slowdown: float = 0.10,
             rows.append(row)
             continue
         bs, cs = b["steady"]["samples_ms"], c["steady"]["samples_ms"]
-        # the calibration measured around this record's own steady state when both have one (same
-        # seconds as the samples: follows load changes during a run), else the run's
-        if normalize and b.get("calibration") and c.get("calibration"):
-            bcal, ccal, scope = b["calibration"]["samples_ms"], c["calibration"]["samples_ms"], "record"
-        elif use_cal:
-            bcal, ccal, scope = b_cal["samples_ms"], c_cal["samples_ms"], "run"
+        bb, cb = b["steady"].get("blocks"), c["steady"].get("blocks")
+        raw = float(np.median(cs) / np.median(bs))
+        if bb and cb:
+            # interleaved calibration: block medians over the calibration of the same second,
+            # whole blocks resampled
+            bv = block_values(bs, bb["ends"], bb["calibration_ms"] if normalize else None)
+            cv = block_values(cs, cb["ends"], cb["calibration_ms"] if normalize else None)
+            boot = bootstrap_blocks(bv, cv, n_boot=n_boot, confidence=confidence, seed=seed)
+            scope = "block" if normalize else None
+            boot["calibration_ratio"] = raw / boot["ratio"] if normalize else None
+            row["n_blocks"] = boot["n_blocks"]
         else:
-            bcal, ccal, scope = None, None, None
-        boot = bootstrap_ratio(bs, cs, bcal, ccal, n_boot=n_boot, confidence=confidence, seed=seed)
+            # the calibration measured around this record's own steady state when both have one (same
+            # seconds as the samples: follows load changes during a run), else the run's
+            if normalize and b.get("calibration") and c.get("calibration"):
+                bcal, ccal, scope = b["calibration"]["samples_ms"], c["calibration"]["samples_ms"], "record"
+            elif use_cal:
+                bcal, ccal, scope = b_cal["samples_ms"], c_cal["samples_ms"], "run"
+            else:
+                bcal, ccal, scope = None, None, None
+            boot = bootstrap_ratio(bs, cs, bcal, ccal, n_boot=n_boot, confidence=confidence, seed=seed)
         row["calibration_ratio"], row["calibration_scope"] = boot["calibration_ratio"], scope
         row.update({"baseline_median": b["steady"]["stats"]["median"],
                     "current_median": c["steady"]["stats"]["median"], "ratio": boot["ratio"],
-                    "ci_low": boot["ci_low"], "ci_high": boot["ci_high"], "raw_ratio": boot["raw_ratio"]})
+                    "ci_low": boot["ci_low"], "ci_high": boot["ci_high"], "raw_ratio": raw})
         verdict, why = "ok", ""
-        if boot["ci_low"] > 1.0 + max_slowdown:
+        if boot["ratio"] > 1.0 + max_slowdown and boot["ci_low"] > 1.0:
             verdict = "REGRESSION"
-            why = (f"{(boot['ratio'] - 1) * 100:+.1f}% (CI {(boot['ci_low'] - 1) * 100:+.1f}% .. "
-                   f"{(boot['ci_high'] - 1) * 100:+.1f}%) beyond +{max_slowdown * 100:g}%")
-        elif boot["ci_high"] < 1.0 - max_slowdown:
+            why = (f"{(boot['ratio'] - 1) * 100:+.1f}% beyond +{max_slowdown * 100:g}% (CI "
+                   f"{(boot['ci_low'] - 1) * 100:+.1f}% .. {(boot['ci_high'] - 1) * 100:+.1f}%: slower with "
+                   f"confidence)")
+        elif boot["ratio"] < 1.0 - max_slowdown and boot["ci_high"] < 1.0:
             verdict = "faster"
         elif boot["ratio"] > 1.0 + max_slowdown:
             verdict = "slower?"
-            why = "above the threshold, but not with confidence"
+            why = "above the threshold, but the CI includes no change"
         bp, cp = b["parity"], c["parity"]
         parity_bad = []
         if not cp.get("finite", True) or cp.get("cosine_min") is None:
@@ -163,16 +181,19 @@ def summary_lines(result: dict) -> list:
     if cal["ratio"] is not None:
         lines.append(f"calibration (run): baseline {cal['baseline_median_ms']:.3f} ms, current "
                      f"{cal['current_median_ms']:.3f} ms (x{cal['ratio']:.3f})")
-    if "record" in scopes:
+    if "block" in scopes:
+        lines.append("ratios are normalized block by block by the calibration interleaved with the samples")
+    elif "record" in scopes:
         lines.append("ratios are normalized by each record's own calibration (measured around its steady "
                      "state)" + (", else by the run's" if "run" in scopes else ""))
     elif "run" in scopes:
         lines.append("ratios are normalized by the run's calibration")
     else:
         lines.append("ratios are raw (no calibration in a report, or --no-normalize)")
-    lines.append(f"threshold: slower than +{result['max_slowdown'] * 100:g}% at the lower bound of the "
+    lines.append(f"threshold: a ratio above +{result['max_slowdown'] * 100:g}% whose "
                  f"{result['confidence'] * 100:g}% bootstrap CI ({result['n_boot']} resamples, seed "
-                 f"{result['seed']}); parity: cosine_min >= {result['min_cosine']}, zero-shot not lower")
+                 f"{result['seed']}) lies above 1; parity: cosine_min >= {result['min_cosine']}, "
+                 f"zero-shot not lower")
     lines += [f"warning: {w}" for w in result.get("warnings", [])]
     for what in ("only_in_baseline", "only_in_current"):
         if result[what]:

@@ -295,6 +295,9 @@ def run_bundle(bundle_path, runtimes="all", threads: Optional[int] = None, warmu
                 "parity": res["parity"],
                 "flops": res.get("flops"),
             })
+            if res.get("block_ends"):
+                rec["steady"]["blocks"] = {"ends": res["block_ends"],
+                                           "calibration_ms": res["block_calibration_ms"]}
             if res.get("calibration_blocks"):
                 pooled = [x for blk in res["calibration_blocks"] for x in blk]
                 blocks = zip(("before", "after"), res["calibration_blocks"])

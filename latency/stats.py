@@ -8,9 +8,13 @@ Every figure is computed from the raw samples (milliseconds), which the report k
 * ``trimmed_mean``: the 10–90 % trimmed mean — sort, drop ``floor(0.1 * n)`` samples at each end, average
   the rest (``scipy.stats.trim_mean(x, 0.1)``).
 
-The gate compares two runs with :func:`bootstrap_ratio`: resample each run's samples with replacement
-(seeded), take the ratio of medians and its percentile confidence interval, both divided by the ratio
-of the two runs' calibration medians (so a machine that is uniformly slower is not a regression).
+The gate compares two runs with :func:`bootstrap_blocks` when both have interleaved calibration blocks:
+each block of consecutive samples becomes one value, its median divided by the median of the
+calibration block measured right after it (the machine's speed in the same second); the ratio of the
+two runs' medians of those values gets a percentile CI from resampling whole blocks (seeded), which
+keeps the within-block correlation of samples out of the CI. Otherwise (reports without blocks, e.g.
+older ones) :func:`bootstrap_ratio`: resample each run's samples, ratio of medians and its CI, divided
+by the ratio of the two runs' calibration medians.
 """
 from __future__ import annotations
 
@@ -96,3 +100,38 @@ def bootstrap_ratio(baseline: Sequence[float], current: Sequence[float],
     return {"ratio": raw / scale, "ci_low": float(lo) / scale, "ci_high": float(hi) / scale,
             "raw_ratio": raw, "calibration_ratio": cal_ratio, "normalized": bool(normalized),
             "n_boot": int(n_boot), "confidence": float(confidence), "seed": int(seed)}
+
+
+def block_values(samples: Sequence[float], ends: Sequence[int], calibration: Optional[Sequence[float]] = None
+                 ) -> np.ndarray:
+    """One value per block: ``median(samples[prev_end:end])``, divided by that block's calibration
+    median when ``calibration`` is given."""
+    x = np.asarray(samples, dtype=np.float64)
+    ends = [int(e) for e in ends]
+    if not ends or ends[-1] > x.size or any(b <= a for a, b in zip([0] + ends, ends)):
+        raise ValueError("block ends must be increasing and within the samples")
+    meds = np.array([np.median(x[a:b]) for a, b in zip([0] + ends[:-1], ends)])
+    if calibration is not None:
+        c = np.asarray(calibration, dtype=np.float64)
+        if c.size != meds.size or not (c > 0).all():
+            raise ValueError("one positive calibration median per block is needed")
+        meds = meds / c
+    return meds
+
+
+def bootstrap_blocks(baseline_values: Sequence[float], current_values: Sequence[float],
+                     n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict:
+    """Ratio ``median(current_values) / median(baseline_values)`` of per-block values
+    (:func:`block_values`) with a percentile CI from resampling whole blocks of each run (seeded).
+    Returns ``{ratio, ci_low, ci_high, n_blocks: [baseline, current], n_boot, confidence, seed}``."""
+    b = np.asarray(baseline_values, dtype=np.float64)
+    c = np.asarray(current_values, dtype=np.float64)
+    if b.size == 0 or c.size == 0:
+        raise ValueError("bootstrap needs blocks on both sides")
+    rng = np.random.default_rng(seed)
+    boot = _boot_medians(c, n_boot, rng) / _boot_medians(b, n_boot, rng)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
+    return {"ratio": float(np.median(c) / np.median(b)), "ci_low": float(lo), "ci_high": float(hi),
+            "n_blocks": [int(b.size), int(c.size)], "n_boot": int(n_boot),
+            "confidence": float(confidence), "seed": int(seed)}

@@ -133,6 +133,12 @@ def measure(job: dict, res: dict) -> dict:
     phase("steady", runs=runs, min_seconds=min_s)
     samples = []
     total = 0.0
+    # interleaved calibration: after each block of samples (>= BLOCK_SECONDS of timed work and
+    # >= BLOCK_MIN_SAMPLES) a short calibration block; its median is paired with the block, so the
+    # gate can normalize by the machine's speed in the same second (``block_ends`` / ``block_calibration_ms``)
+    from .calibration import BLOCK_MIN_SAMPLES, BLOCK_SECONDS, INTERLEAVED_BLOCK
+    block_ends, block_cal = [], []
+    block_t, block_n = 0.0, 0
     cpu0 = time.process_time()
     perf_ns = time.perf_counter_ns
     infer = rt.infer
@@ -143,11 +149,22 @@ def measure(job: dict, res: dict) -> dict:
         dt = (perf_ns() - t0) / 1e6
         samples.append(dt)
         total += dt / 1e3
+        block_t += dt / 1e3
+        block_n += 1
+        if cal is not None and block_t >= BLOCK_SECONDS and block_n >= BLOCK_MIN_SAMPLES:
+            block_ends.append(len(samples))
+            block_cal.append(float(np.median(cal.block(INTERLEAVED_BLOCK, warmup=1))))
+            block_t, block_n = 0.0, 0
         if len(samples) % 10 == 0:
             _event(phase="steady", done=len(samples), runs=runs)
+    if cal is not None and block_n:                      # the last, partial block
+        block_ends.append(len(samples))
+        block_cal.append(float(np.median(cal.block(INTERLEAVED_BLOCK, warmup=1))))
     res["steady_cpu_s"] = time.process_time() - cpu0
     res["samples_ms"] = samples
     res["steady_seconds"] = total
+    if block_ends:
+        res["block_ends"], res["block_calibration_ms"] = block_ends, block_cal
     if cal is not None:
         cal_post = cal.block(RECORD_BLOCK, warmup=0)
         res["calibration_blocks"] = [cal_pre, cal_post]

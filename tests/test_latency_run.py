@@ -69,6 +69,9 @@ def test_run_writes_a_complete_valid_report(run_a, capsys):
             assert r["flops"] > 1e8 and r["achieved_gflops"] > 0
             assert r["runtime_options"]["threads"] == 1
             assert len(r["calibration"]["samples_ms"]) == 30 and r["calibration"]["median_ms"] > 0
+            blocks = r["steady"]["blocks"]                 # calibration interleaved with the samples
+            assert blocks["ends"][-1] == st["n"] and len(blocks["calibration_ms"]) == len(blocks["ends"]) >= 2
+            assert all(c > 0 for c in blocks["calibration_ms"]) and blocks["ends"] == sorted(set(blocks["ends"]))
     # Core ML predict is macOS only: skipped with a reason elsewhere (no Core ML artifact in this bundle)
     assert rep["settings"]["threads"] == 1 and rep["settings"]["runtimes"][:3] == list(RUNTIMES)
     cal = rep["calibration"]
@@ -164,6 +167,8 @@ def test_compare_catches_scaled_samples_and_lost_parity(run_a, tmp_path, capsys)
         if r["status"] == "ok":
             r["steady"]["samples_ms"] = [x * 1.3 for x in r["steady"]["samples_ms"]]
             r["calibration"]["samples_ms"] = [x * 1.3 for x in r["calibration"]["samples_ms"]]
+            blocks = r["steady"]["blocks"]             # the calibration interleaved with the samples
+            blocks["calibration_ms"] = [x * 1.3 for x in blocks["calibration_ms"]]
     uniform["calibration"]["samples_ms"] = [x * 1.3 for x in uniform["calibration"]["samples_ms"]]
     dump_report(normalize_report(uniform), tmp_path / "uniform.json")
     assert main(["compare", str(run_a[1]), str(tmp_path / "uniform.json")]) == 0

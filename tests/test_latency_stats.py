@@ -9,7 +9,8 @@ import pytest
 
 from clipdeploy.latency.parity import measure
 from clipdeploy.latency.report import (ReportError, normalize_report, schema, to_v3, validate_report)
-from clipdeploy.latency.stats import bootstrap_ratio, percentile, summarize, trimmed_mean
+from clipdeploy.latency.stats import (block_values, bootstrap_blocks, bootstrap_ratio, percentile, summarize,
+                                      trimmed_mean)
 
 SAMPLE = Path(__file__).parent / "data" / "latency" / "android_report_sample.json"
 
@@ -73,8 +74,43 @@ def test_bootstrap_ratio():
     assert not raw["normalized"] and raw["ratio"] == pytest.approx(1.3)
 
 
+def _drifting_run(rng, speed, n_blocks=30, per_block=6, cost=60.0):
+    """Samples of a machine whose speed (a slowdown factor per block) drifts; the interleaved
+    calibration (1 ms nominal) sees the same factor, each with its own small noise."""
+    samples, ends, cal = [], [], []
+    for i in range(n_blocks):
+        f = speed(i)
+        samples += list(cost * f * rng.normal(1, 0.02, per_block))
+        ends.append(len(samples))
+        cal.append(float(np.median(f * rng.normal(1, 0.02, 5))))
+    return np.array(samples), ends, cal
+
+
+def test_block_bootstrap_follows_a_drifting_machine():
+    rng = np.random.default_rng(3)
+    base = _drifting_run(rng, lambda i: 1.0)
+    slow_machine = _drifting_run(rng, lambda i: 1.0 + 0.4 * (i >= 10))    # the machine got 40 % slower
+    vb, vm = block_values(*base), block_values(*slow_machine)
+    assert len(vb) == 30 and vb[0] == pytest.approx(np.median(base[0][:6]) / base[2][0])
+    same = bootstrap_blocks(vb, vm)
+    assert abs(same["ratio"] - 1) < 0.03 and same["ci_low"] < 1.0 + 0.03   # not a regression
+    assert np.median(slow_machine[0]) / np.median(base[0]) > 1.3           # ...which the raw medians say
+    s, e, c = slow_machine
+    slower = bootstrap_blocks(vb, block_values(s * 1.15, e, c))             # the artifact 15 % slower too
+    assert slower["ratio"] == pytest.approx(1.15 * same["ratio"]) and slower["ci_low"] > 1.08
+    assert slower["n_blocks"] == [30, 30] and bootstrap_blocks(vb, vm) == same   # seeded
+    with pytest.raises(ValueError):
+        block_values(s, e[:-1] + [len(s) + 1], c)
+    with pytest.raises(ValueError):
+        block_values(s, e, c[:-1])
+
+
 def test_parity_metric_is_the_export_gates():
+    from clipdeploy.export.parity import THRESHOLDS, check
     from clipdeploy.export.parity import measure as export_measure
+    from clipdeploy.latency import parity
+    # one definition: the export gate, the harness and the Core ML interpreter share it
+    assert export_measure is measure and THRESHOLDS is parity.THRESHOLDS and check is parity.check
     rng = np.random.default_rng(1)
     ref = rng.normal(size=(6, 16))
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
@@ -94,7 +130,8 @@ def test_latency_package_does_not_import_export():
     import sys
     code = ("import sys, clipdeploy.latency.cli, clipdeploy.latency.harness, clipdeploy.latency.worker, "
             "clipdeploy.latency.runtimes, clipdeploy.latency.compare, clipdeploy.latency.htmlreport, "
-            "clipdeploy.latency.android, clipdeploy.latency.ingest\n"
+            "clipdeploy.latency.android, clipdeploy.latency.ingest, clipdeploy.latency.verify, "
+            "clipdeploy.latency.coreml_ref, clipdeploy.latency.milblob\n"
             "assert not [m for m in sys.modules if m.startswith('clipdeploy.export')], 'export imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
