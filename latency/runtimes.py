@@ -271,7 +271,8 @@ class CoreMLRuntime(Runtime):
     @classmethod
     def available(cls):
         if sys.platform != "darwin":
-            return "Core ML predict needs macOS"
+            return ("Core ML predict needs macOS (clip-latency verify checks the program here with the "
+                    "reference interpreter)")
         return None if _has("coremltools") else "coremltools is not installed"
 
     def describe_options(self):

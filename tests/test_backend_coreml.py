@@ -193,8 +193,27 @@ def test_backend_attributes(backend):
 @pytest.mark.skipif(sys.platform == "darwin", reason="Linux/Windows behaviour of run()")
 def test_run_needs_macos(backend, converted):
     res, _ = converted("mobileclip_s0", "text", "fp32")
-    with pytest.raises(BackendUnavailable, match="Core ML prediction needs macOS; the structural check ran instead"):
+    with pytest.raises(BackendUnavailable, match="Core ML prediction needs macOS; elsewhere the gate uses reference_run"):
         backend.run(res.path, np.zeros((1, 77), np.int32))
+
+
+def test_reference_run_reproduces_pytorch_off_macos(backend, converted, fused_session):
+    """What the export gate runs for Core ML where predict cannot: the saved package through the
+    reference interpreter, row by row, equal to the PyTorch wrapper within the fp32 bar."""
+    import torch
+
+    from clipdeploy.models.probe import PROBE_CAPTIONS
+    res, spec = converted("mobileclip_s0", "text", "fp32")
+    m = fused_session("mobileclip_s0")
+    ids = m.tokenize(PROBE_CAPTIONS[:3])
+    with torch.no_grad():
+        ref = make_encoder(m.module, spec, "text")(ids).numpy()
+    got, info = backend.reference_run(res.path, ids.numpy().astype(np.int32))
+    assert got.shape == ref.shape == (3, spec.embed_dim)
+    assert np.abs(got - ref).max() <= 1e-5                # the fp32 gate
+    assert info["opset"] == "CoreML7" and info["program_precision"] == "fp32" and info["ops"] > 100
+    assert info["first_nonfinite"] is None and "not Apple's kernels" in info["runtime"]
+    assert backend.reference_runtime == info["runtime"]
 
 
 @pytest.mark.skipif(sys.platform != "darwin", reason="Core ML prediction (MLModel.predict) needs macOS")

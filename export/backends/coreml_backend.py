@@ -380,7 +380,8 @@ class CoreMLBackend(Backend):
 
     def run(self, path: Path, inputs: np.ndarray) -> np.ndarray:
         if sys.platform != "darwin":
-            raise BackendUnavailable("Core ML prediction needs macOS; the structural check ran instead")
+            raise BackendUnavailable("Core ML prediction needs macOS; elsewhere the gate uses reference_run() "
+                                    "(the Core ML reference interpreter)")
         ct = _import_coremltools()
         model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, self.compute_units))
         spec = model.get_spec()
