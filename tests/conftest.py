@@ -13,6 +13,20 @@ APPLE_MODELS = ["mobileclip_s0", "mobileclip_s1", "mobileclip_s2", "mobileclip_b
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
+@pytest.fixture(scope="module")
+def interpreter_one_thread():
+    """The Core ML reference interpreter's kernels on one torch thread for a module (use with
+    ``pytestmark = pytest.mark.usefixtures("interpreter_one_thread")``): on the 2-core reference
+    machine a second busy process makes 2-thread OpenMP kernels up to 10x slower (barrier spinning);
+    the numbers do not depend on it. Loaded programs hold their weights: the cache is cleared after."""
+    from clipdeploy.latency import coreml_ref
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+    coreml_ref.clear_cache()
+
+
 def read_reference_layout(name):
     """{key: (dtype name, shape)} from ../shared/reference/<name>.keys.tsv."""
     path = REFERENCE / f"{name}.keys.tsv"

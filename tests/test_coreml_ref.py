@@ -30,17 +30,7 @@ from clipdeploy.latency import coreml_ref as cr  # noqa: E402
 TIMINGS = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_kernel_thread():
-    """The interpreter's kernels on one torch thread in this module: on the 2-core reference machine
-    a second busy process makes 2-thread OpenMP kernels up to 10x slower (barrier spinning); the
-    numbers do not depend on it."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-    cr.clear_cache()            # loaded programs hold their weights: do not carry them to other modules
+pytestmark = pytest.mark.usefixtures("interpreter_one_thread")
 
 
 # ---------------------------------------------------------------------------------------- helpers
