@@ -84,8 +84,9 @@ import torch
 import torch.nn.functional as F
 
 from .milblob import WEIGHTS_REL, CoreMLStructureError, read_weight_blob, read_weight_blobs
+from .parity import _unit
 
-__all__ = ["load_program", "read_spec", "Program", "run_rows", "verify_mlpackage", "diff_programs", "extract_coreml_from_pte",
+__all__ = ["load_program", "read_spec", "Program", "run_rows", "evaluate", "REFERENCE_RUNTIME", "verify_mlpackage", "diff_programs", "extract_coreml_from_pte",
            "torch_activations", "clear_cache", "CoreMLRefError", "UnsupportedOpError", "ProgramError",
            "VerificationError", "SUPPORTED_OPS", "FP16_MAX", "OVERFLOW_WARN", "FP16_ACC_CHUNK"]
 
@@ -2057,11 +2058,6 @@ def clear_cache():
 
 # ------------------------------------------------------------------------------------ verification
 
-def _unit(x):
-    x = np.asarray(x, np.float64)
-    return x / np.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
-
-
 def _rows(prog: Program, inputs) -> tuple:
     """Split batched inputs into per-run feeds for a static-batch program: (n, [feed dicts]).
 
@@ -2147,6 +2143,24 @@ def _localize(prog: Program, feed: dict, baseline, activations, pessimistic: boo
             return {"name": op_name, "type": op_type, "var": name, "max_abs_diff": diff,
                     "max_abs_reference": scale}
     return None
+
+
+REFERENCE_RUNTIME = ("clipdeploy Core ML reference interpreter (clipdeploy.latency.coreml_ref): evaluates the "
+                     "ML Program the converter wrote, with fp16 emulated; not Apple's kernels")
+
+
+def evaluate(path, inputs, pessimistic: bool = False) -> tuple:
+    """A saved package (loaded uncached) on a batch of inputs, row by row: ``(outputs [N, ...], info)``;
+    ``info``: runtime, opset, program precision, op count, seconds per run, the first non-finite
+    origin, overflow warnings. What the export gate and ``clip-latency verify`` run."""
+    prog = load_program(path, cache=False)
+    t0 = time.perf_counter()
+    got, nonfinite = run_rows(prog, inputs, pessimistic=pessimistic)
+    seconds = time.perf_counter() - t0
+    d = prog.diagnostics
+    return got, {"runtime": REFERENCE_RUNTIME, "opset": prog.opset, "program_precision": prog.precision,
+                 "ops": d["op_count"], "seconds_per_run": round(seconds / max(1, len(got)), 4),
+                 "first_nonfinite": nonfinite, "overflow_warnings": d["overflow_warnings"][:5]}
 
 
 def verify_mlpackage(path, inputs, reference, precision: Optional[str] = None, *, other_tower=None,

@@ -170,6 +170,15 @@ def test_coreml_delegated_pte_s0(fused_session, tmp_path):
         if sys.platform != "darwin":
             with pytest.raises(BackendUnavailable, match="runs only on Apple platforms"):
                 backend.run(r.path, np.zeros([1] + r.inputs[0]["shape"][1:], np.float32))
+        # what the gate runs off Apple platforms: the delegate's ML Program through the interpreter
+        from clipdeploy.models.probe import PROBE_CAPTIONS, probe_images
+        x = probe_images(m.spec.image_size, 2) if which == "image" else m.tokenize(PROBE_CAPTIONS[:2])
+        with torch.no_grad():
+            ref = encoder(m.module, m.spec, which)(x).numpy()
+        got, info = backend.reference_run(r.path, x.numpy())
+        bar = 1e-5 if precision == "fp32" else 2e-3
+        assert got.shape == ref.shape and np.abs(got - ref).max() <= bar, (which, np.abs(got - ref).max())
+        assert info["program_precision"] == precision and info["extracted_from"]
     with pytest.raises(ValueError):
         backend.export(encoder(m.module, m.spec, "image"), example_input(m.spec, "image"), "image",
                        "fp16", tmp_path / "bad.pte", m.spec, {"ios": 15})

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ct = pytest.importorskip("coremltools")
+import coremltools as ct  # a pinned dependency: a broken install fails here, never skips
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 from coremltools.converters.mil.mil import types  # noqa: E402
 

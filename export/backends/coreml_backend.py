@@ -24,6 +24,7 @@ from typing import Optional
 
 import numpy as np
 
+from clipdeploy.latency.coreml_ref import REFERENCE_RUNTIME
 from clipdeploy.latency.milblob import (WEIGHTS_REL, CoreMLStructureError, read_weight_blob,  # noqa: F401
                                         read_weight_blobs)
 
@@ -95,26 +96,6 @@ def _op_histogram(spec) -> tuple:
                 walk(inner)
     walk(block)
     return dict(sorted(hist.items())), opset
-
-
-REFERENCE_RUNTIME = ("clipdeploy Core ML reference interpreter (clipdeploy.latency.coreml_ref): evaluates the "
-                     "ML Program the converter wrote, with fp16 emulated; not Apple's kernels")
-
-
-def reference_run(path: Path, inputs: np.ndarray) -> tuple:
-    """Run a saved ``.mlpackage`` through the reference interpreter: ``(outputs [N, D], info)``.
-
-    ``inputs``: float32 images [N, 3, R, R] (for an ImageType package: 0..255 values), or int32 ids."""
-    from clipdeploy.latency import coreml_ref
-    prog = coreml_ref.load_program(path, cache=False)
-    t0 = time.perf_counter()
-    got, nonfinite = coreml_ref.run_rows(prog, np.asarray(inputs))
-    seconds = time.perf_counter() - t0
-    d = prog.diagnostics
-    info = {"runtime": REFERENCE_RUNTIME, "opset": prog.opset, "program_precision": prog.precision,
-            "ops": d["op_count"], "seconds_per_run": round(seconds / max(1, len(got)), 4),
-            "first_nonfinite": nonfinite, "overflow_warnings": d["overflow_warnings"][:5]}
-    return got, info
 
 
 class CoreMLBackend(Backend):
@@ -376,7 +357,10 @@ class CoreMLBackend(Backend):
 
     # ------------------------------------------------------------------ run
     def reference_run(self, path: Path, inputs: np.ndarray) -> tuple:
-        return reference_run(path, inputs)
+        """The saved package through the Core ML reference interpreter: ``(outputs [N, D], info)``;
+        ``inputs``: float32 images [N, 3, R, R] (an ImageType package: 0..255 values) or int32 ids."""
+        from clipdeploy.latency.coreml_ref import evaluate
+        return evaluate(path, np.asarray(inputs))
 
     def run(self, path: Path, inputs: np.ndarray) -> np.ndarray:
         if sys.platform != "darwin":

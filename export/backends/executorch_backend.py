@@ -507,9 +507,7 @@ class ExecuTorchCoreMLBackend(Backend):
         that is one Core ML delegate end to end can be evaluated this way (nothing runs outside it)."""
         import tempfile
 
-        from clipdeploy.latency.coreml_ref import extract_coreml_from_pte
-
-        from .coreml_backend import reference_run
+        from clipdeploy.latency.coreml_ref import evaluate, extract_coreml_from_pte
         found = structural_check(path)
         if found["coreml_delegates"] != 1 or found["operators_outside"]:
             raise BackendUnavailable(
@@ -518,7 +516,7 @@ class ExecuTorchCoreMLBackend(Backend):
                 f"evaluated by the reference interpreter")
         with tempfile.TemporaryDirectory(prefix="pte-coreml-") as d:
             (pkg,) = extract_coreml_from_pte(path, d)
-            got, info = reference_run(pkg, inputs)
+            got, info = evaluate(pkg, np.asarray(inputs))
         info["extracted_from"] = "the .pte's CoreMLBackend delegate payload"
         return got, info
 
