@@ -7,6 +7,7 @@
     clip-latency ingest REPORT... [--into DIR]
     clip-latency android BUNDLE [--serial S] [--adb PATH] [--runtime executorch|onnxruntime] [--runs N]
     clip-latency verify BUNDLE [--encoder image|text] [--pessimistic] [--json OUT]
+    clip-latency goldens [--out goldens] [--check]
 
 Exit status: 0 fine; 1 a regression (compare), a failed artifact (run), a failed device run (android),
 a Core ML artifact that fails the parity bars in the reference interpreter (verify); 2 bad input or a
@@ -103,6 +104,10 @@ def _parser():
                    help="fp16 programs: also round inside ops (fp16 accumulators)")
     v.add_argument("--json", metavar="OUT", help="write the figures as JSON here")
     v.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    g = sub.add_parser("goldens", help="write (or --check) the golden vectors the apps' tests consume")
+    g.add_argument("--out", default="goldens", help="folder to write (default goldens)")
+    g.add_argument("--check", action="store_true",
+                   help="regenerate in a temporary folder and exit 1 if --out differs")
     return p
 
 
@@ -299,10 +304,32 @@ def cmd_verify(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_goldens(args) -> int:
+    from .goldens import check, generate
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return _err(f"--out {out} exists and is not a directory; choose another path")
+    if args.check:
+        if not out.is_dir():
+            return _err(f"--out {out}: no such directory; write it first with clip-latency goldens --out {out}")
+        diff = check(out)
+        for f in diff:
+            print(f"differs: {f}")
+        print(f"{len(diff)} file(s) differ from a fresh generation" if diff else f"{out}: up to date")
+        return 1 if diff else 0
+    try:
+        generate(out)
+    except OSError as e:
+        return _err(f"cannot write --out {out}: {e.strerror or e}; choose a writable directory")
+    n = sum(1 for p in out.rglob("*") if p.is_file())
+    print(f"wrote {n} files to {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     return {"run": cmd_run, "compare": cmd_compare, "report": cmd_report, "ingest": cmd_ingest,
-            "android": cmd_android, "verify": cmd_verify}[args.cmd](args)
+            "android": cmd_android, "verify": cmd_verify, "goldens": cmd_goldens}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,254 @@
+package org.clipdeploy.core;
+
+import java.io.BufferedReader;
+import java.io.File;
+import java.io.FileInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * OpenAI CLIP byte-level BPE, as open_clip's {@code SimpleTokenizer}, reading a bundle's
+ * {@code tokenizer/vocab.json} and {@code tokenizer/merges.txt} (Hugging Face CLIP format).
+ * {@link #tokenize} returns what the exported text encoders take: int32 [77], SOT, BPE ids, EOT, zeros.
+ */
+public final class ClipTokenizer {
+    public static final int SOT = 49406;
+    public static final int EOT = 49407;
+    public static final int PAD = 0;
+    public static final int CONTEXT_LENGTH = 77;
+    static final String SOT_LITERAL = "<start_of_text>";
+    static final String EOT_LITERAL = "<end_of_text>";
+
+    private final Map<String, Integer> encoder;
+    private final Map<String, Integer> ranks;
+    private final String[] byteEncoder = new String[256];
+    private final Map<String, int[]> cache = new HashMap<>();
+    private final int contextLength;
+
+    private ClipTokenizer(Map<String, Integer> encoder, Map<String, Integer> ranks, int contextLength) {
+        this.encoder = encoder;
+        this.ranks = ranks;
+        this.contextLength = contextLength;
+        int[] cs = bytesToUnicode();
+        for (int b = 0; b < 256; b++) byteEncoder[b] = new String(Character.toChars(cs[b]));
+    }
+
+    public static ClipTokenizer fromFiles(File vocabJson, File mergesTxt) throws IOException {
+        try (InputStream v = new FileInputStream(vocabJson); InputStream m = new FileInputStream(mergesTxt)) {
+            return fromStreams(v, m);
+        }
+    }
+
+    public static ClipTokenizer fromBundle(Bundle bundle) throws IOException {
+        return fromFiles(bundle.tokenizerVocab(), bundle.tokenizerMerges());
+    }
+
+    public static ClipTokenizer fromStreams(InputStream vocabJson, InputStream mergesTxt) throws IOException {
+        Map<String, Object> raw = Json.map(Json.parse(vocabJson));
+        Map<String, Integer> enc = new HashMap<>(raw.size() * 2);
+        for (Map.Entry<String, Object> e : raw.entrySet()) enc.put(e.getKey(), (int) Json.num(e.getValue()));
+        if (!Integer.valueOf(SOT).equals(enc.get("<|startoftext|>")) || !Integer.valueOf(EOT).equals(enc.get("<|endoftext|>"))) {
+            throw new IOException("vocab.json is not the OpenAI CLIP vocabulary (<|startoftext|> must be " + SOT
+                    + " and <|endoftext|> " + EOT + ")");
+        }
+        Map<String, Integer> ranks = new HashMap<>(100000);
+        BufferedReader r = new BufferedReader(new InputStreamReader(mergesTxt, StandardCharsets.UTF_8));
+        String line;
+        int rank = 0;
+        boolean first = true;
+        while ((line = r.readLine()) != null) {
+            if (first && line.startsWith("#version")) {
+                first = false;
+                continue;
+            }
+            first = false;
+            if (line.isEmpty()) continue;
+            String[] p = line.split(" ");
+            if (p.length != 2) throw new IOException("merges.txt line " + (rank + 2) + " is not a pair: " + line);
+            ranks.put(p[0] + " " + p[1], rank++);
+        }
+        return new ClipTokenizer(enc, ranks, CONTEXT_LENGTH);
+    }
+
+    public int contextLength() {
+        return contextLength;
+    }
+
+    public int vocabSize() {
+        return encoder.size();
+    }
+
+    /** SOT, the BPE ids, EOT; truncated to the context length with EOT last; padded with 0. */
+    public int[] tokenize(String text) {
+        int[] bpe = encode(text);
+        int[] out = new int[contextLength];
+        out[0] = SOT;
+        int n = Math.min(bpe.length, contextLength - 2);
+        System.arraycopy(bpe, 0, out, 1, n);
+        if (bpe.length + 2 > contextLength) {
+            // open_clip: tokens[:context_length] with the last replaced by EOT
+            System.arraycopy(bpe, 0, out, 1, contextLength - 1);
+            out[contextLength - 1] = EOT;
+        } else {
+            out[n + 1] = EOT;
+        }
+        return out;
+    }
+
+    public int[][] tokenize(List<String> texts) {
+        int[][] out = new int[texts.size()][];
+        for (int k = 0; k < out.length; k++) out[k] = tokenize(texts.get(k));
+        return out;
+    }
+
+    /** The BPE ids of the cleaned text, without SOT/EOT. */
+    public int[] encode(String text) {
+        String t = TextCleaner.clean(text);
+        List<Integer> ids = new ArrayList<>();
+        for (String piece : pretokenize(t)) {
+            if (piece.equals(SOT_LITERAL)) {
+                ids.add(SOT);
+                continue;
+            }
+            if (piece.equals(EOT_LITERAL)) {
+                ids.add(EOT);
+                continue;
+            }
+            for (int id : bpe(piece)) ids.add(id);
+        }
+        int[] out = new int[ids.size()];
+        for (int k = 0; k < out.length; k++) out[k] = ids.get(k);
+        return out;
+    }
+
+    // ------------------------------------------------------------------------------ pre-tokenization
+
+    static boolean isLetter(int c) {
+        return Character.isLetter(c);
+    }
+
+    static boolean isNumber(int c) {
+        int t = Character.getType(c);
+        return t == Character.DECIMAL_DIGIT_NUMBER || t == Character.LETTER_NUMBER || t == Character.OTHER_NUMBER;
+    }
+
+    private static final String[] CONTRACTIONS = {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
+
+    /**
+     * open_clip's pattern {@code <start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+},
+     * matched left to right (findall: unmatched characters, i.e. whitespace, are skipped).
+     */
+    static List<String> pretokenize(String t) {
+        List<String> out = new ArrayList<>();
+        int k = 0;
+        outer:
+        while (k < t.length()) {
+            int c = t.codePointAt(k);
+            if (TextCleaner.isPySpace(c)) {
+                k += Character.charCount(c);
+                continue;
+            }
+            for (String lit : new String[] {SOT_LITERAL, EOT_LITERAL}) {
+                if (t.startsWith(lit, k)) {
+                    out.add(lit);
+                    k += lit.length();
+                    continue outer;
+                }
+            }
+            if (c == '\'') {
+                for (String ct : CONTRACTIONS) {
+                    if (t.startsWith(ct, k)) {
+                        out.add(ct);
+                        k += ct.length();
+                        continue outer;
+                    }
+                }
+            }
+            int start = k;
+            if (isLetter(c)) {
+                while (k < t.length() && isLetter(t.codePointAt(k))) k += Character.charCount(t.codePointAt(k));
+            } else if (isNumber(c)) {
+                k += Character.charCount(c);
+            } else {
+                while (k < t.length()) {
+                    int d = t.codePointAt(k);
+                    if (TextCleaner.isPySpace(d) || isLetter(d) || isNumber(d)) break;
+                    k += Character.charCount(d);
+                }
+            }
+            out.add(t.substring(start, k));
+        }
+        return out;
+    }
+
+    // ------------------------------------------------------------------------------------------ BPE
+
+    /** GPT-2's reversible byte -> printable code point table. */
+    static int[] bytesToUnicode() {
+        int[] cs = new int[256];
+        boolean[] direct = new boolean[256];
+        for (int b = '!'; b <= '~'; b++) direct[b] = true;
+        for (int b = 0xa1; b <= 0xac; b++) direct[b] = true;
+        for (int b = 0xae; b <= 0xff; b++) direct[b] = true;
+        int n = 0;
+        for (int b = 0; b < 256; b++) cs[b] = direct[b] ? b : 256 + n++;
+        return cs;
+    }
+
+    private int[] bpe(String piece) {
+        int[] hit = cache.get(piece);
+        if (hit != null) return hit;
+        byte[] bytes = piece.getBytes(StandardCharsets.UTF_8);
+        List<String> word = new ArrayList<>(bytes.length);
+        for (byte b : bytes) word.add(byteEncoder[b & 0xff]);
+        word.set(word.size() - 1, word.get(word.size() - 1) + "</w>");
+        while (word.size() > 1) {
+            int bestRank = Integer.MAX_VALUE;
+            String bestA = null, bestB = null;
+            for (int k = 0; k + 1 < word.size(); k++) {
+                Integer r = ranks.get(word.get(k) + " " + word.get(k + 1));
+                if (r != null && r < bestRank) {
+                    bestRank = r;
+                    bestA = word.get(k);
+                    bestB = word.get(k + 1);
+                }
+            }
+            if (bestA == null) break;
+            List<String> merged = new ArrayList<>(word.size());
+            for (int k = 0; k < word.size(); ) {
+                if (k + 1 < word.size() && word.get(k).equals(bestA) && word.get(k + 1).equals(bestB)) {
+                    merged.add(bestA + bestB);
+                    k += 2;
+                } else {
+                    merged.add(word.get(k));
+                    k++;
+                }
+            }
+            word = merged;
+        }
+        int[] ids = new int[word.size()];
+        for (int k = 0; k < ids.length; k++) {
+            Integer id = encoder.get(word.get(k));
+            if (id == null) throw new IllegalStateException("BPE symbol not in vocab.json: " + word.get(k));
+            ids[k] = id;
+        }
+        if (cache.size() < 100000) cache.put(piece, ids);
+        return ids;
+    }
+
+    @Override
+    public String toString() {
+        return "ClipTokenizer(vocab " + encoder.size() + ", merges " + ranks.size() + ", context " + contextLength + ")";
+    }
+
+    static String describe(int[] ids) {
+        return Arrays.toString(ids);
+    }
+}

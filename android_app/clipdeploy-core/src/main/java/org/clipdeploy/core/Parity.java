@@ -1,0 +1,121 @@
+package org.clipdeploy.core;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * Parity of embeddings against reference embeddings, with clip-latency's definitions and bars
+ * (clipdeploy.latency.parity): max abs error, cosine (min, mean), zero-shot top-1 agreement against the
+ * other tower's reference. Never cosine alone.
+ */
+public final class Parity {
+    private Parity() {}
+
+    public static final double FP32_MAX_ABS = 1e-5;
+    public static final double FP16_MAX_ABS = 2e-3;
+    public static final double FP16_MIN_COSINE = 0.9999;
+    public static final double MIN_ZERO_SHOT_AGREEMENT = 1.0;
+
+    public static final class Figures {
+        public final double maxAbs, cosineMin, cosineMean, zeroShotAgreement;
+        public final int n;
+        public final boolean finite;
+
+        Figures(double maxAbs, double cosineMin, double cosineMean, double zeroShotAgreement, int n, boolean finite) {
+            this.maxAbs = maxAbs;
+            this.cosineMin = cosineMin;
+            this.cosineMean = cosineMean;
+            this.zeroShotAgreement = zeroShotAgreement;
+            this.n = n;
+            this.finite = finite;
+        }
+
+        /** JSON form; non-finite numbers become null (the report schema's convention). */
+        public Map<String, Object> toMap() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("max_abs", maxAbs);
+            m.put("cosine_min", cosineMin);
+            m.put("cosine_mean", cosineMean);
+            m.put("zero_shot_agreement", zeroShotAgreement);
+            m.put("n", (long) n);
+            m.put("finite", finite);
+            return m;
+        }
+
+        @Override
+        public String toString() {
+            return String.format(Locale.ROOT, "max abs %.2e, min cos %.6f, zero-shot %.0f%%", maxAbs, cosineMin,
+                    zeroShotAgreement * 100);
+        }
+    }
+
+    public static Figures measure(float[][] reference, float[][] got, float[][] otherTower) {
+        if (reference.length != got.length) {
+            throw new IllegalArgumentException(got.length + " outputs for " + reference.length + " reference rows");
+        }
+        int n = got.length;
+        for (int r = 0; r < n; r++) {
+            if (reference[r].length != got[r].length) {
+                throw new IllegalArgumentException("output dimension " + got[r].length + " != reference " + reference[r].length);
+            }
+        }
+        for (float[] row : got) {
+            if (!Vectors.allFinite(row)) return new Figures(Double.POSITIVE_INFINITY, Double.NaN, Double.NaN, 0.0, n, false);
+        }
+        double maxAbs = 0, cosMin = Double.POSITIVE_INFINITY, cosSum = 0;
+        int agree = 0;
+        double[][] other = new double[otherTower.length][];
+        for (int m = 0; m < other.length; m++) other[m] = Vectors.unit(otherTower[m]);
+        for (int r = 0; r < n; r++) {
+            double[] a = Vectors.unit(reference[r]), b = Vectors.unit(got[r]);
+            double cos = 0;
+            for (int k = 0; k < a.length; k++) {
+                maxAbs = Math.max(maxAbs, Math.abs((double) reference[r][k] - got[r][k]));
+                cos += a[k] * b[k];
+            }
+            cosMin = Math.min(cosMin, cos);
+            cosSum += cos;
+            double[] sr = new double[other.length], sg = new double[other.length];
+            for (int m = 0; m < other.length; m++) {
+                for (int k = 0; k < a.length; k++) {
+                    sr[m] += reference[r][k] * other[m][k];
+                    sg[m] += got[r][k] * other[m][k];
+                }
+            }
+            if (Vectors.argmax(sr) == Vectors.argmax(sg)) agree++;
+        }
+        return new Figures(maxAbs, cosMin, cosSum / n, n == 0 ? 0 : (double) agree / n, n, true);
+    }
+
+    /** The bars of {@code precision} ("fp32" or "fp16") that the figures miss; empty when they pass. */
+    public static List<String> failures(Figures f, String precision) {
+        double maxAbs;
+        Double minCos;
+        if ("fp32".equals(precision)) {
+            maxAbs = FP32_MAX_ABS;
+            minCos = null;
+        } else if ("fp16".equals(precision)) {
+            maxAbs = FP16_MAX_ABS;
+            minCos = FP16_MIN_COSINE;
+        } else {
+            throw new IllegalArgumentException("no parity bars for precision '" + precision + "' (fp32 or fp16)");
+        }
+        List<String> out = new ArrayList<>();
+        if (!f.finite) out.add("non-finite outputs");
+        if (!(f.maxAbs <= maxAbs)) out.add(String.format(Locale.ROOT, "max abs error %.3g > %s", f.maxAbs, fmt(maxAbs)));
+        if (minCos != null && !(f.cosineMin >= minCos)) {
+            out.add(String.format(Locale.ROOT, "min cosine %.6f < %s", f.cosineMin, String.valueOf(minCos)));
+        }
+        if (f.zeroShotAgreement < MIN_ZERO_SHOT_AGREEMENT) {
+            out.add(String.format(Locale.ROOT, "zero-shot top-1 agreement %.0f%% < 100%%", f.zeroShotAgreement * 100));
+        }
+        return out;
+    }
+
+    private static String fmt(double v) {
+        return v == 1e-5 ? "1e-05" : String.valueOf(v);
+    }
+}
