@@ -1,13 +1,22 @@
 # clipdeploy — set-up and the two jobs CI and users run.
 #   make demo   create .venv if missing, install, run the main job end to end (offline, seeded weights)
-#   make test   create .venv if missing, install, run the whole test suite
+#   make test   create .venv if missing, install, run the whole test suite (JVM core tests, then pytest)
+#   make jvm-test   compile the Android app's pure-Java core and run its JUnit tests against goldens/
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.clipdeploy-installed
 DEMO   := out/demo
 
-.PHONY: install demo test clean
+# The Android library's platform-independent core: plain Java, compiled and tested here with javac + JUnit 4
+# (Debian's openjdk-17-jdk-headless and junit4; installed with apt when missing).
+JAVA_CORE := android_app/clipdeploy-core
+JVM_OUT   := $(JAVA_CORE)/build/jvm
+JUNIT_CP  := /usr/share/java/junit4.jar:/usr/share/java/hamcrest-core.jar
+JAVAC     := javac -encoding UTF-8 --release 8 -Xlint:all,-options -Werror
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install demo test clean jvm-deps jvm-test goldens
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +45,26 @@ demo: install
 	$(BIN)/clip-latency run out/mobileclip_s0 --runs 20 --json out/mobileclip_s0/latency.json
 	@echo "== demo done: weights in $(DEMO)/, bundle in out/mobileclip_s0/, latency report out/mobileclip_s0/latency.json"
 
-test: install
+test: install jvm-test
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+jvm-deps:
+	@if ! command -v javac >/dev/null || [ ! -f /usr/share/java/junit4.jar ]; then \
+	  echo "== installing openjdk-17-jdk-headless and junit4 (apt)"; \
+	  $(SUDO) apt-get install -y -q --no-install-recommends openjdk-17-jdk-headless junit4 >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && \
+	    $(SUDO) apt-get install -y -q --no-install-recommends openjdk-17-jdk-headless junit4 >/dev/null; }; fi
+
+jvm-test: jvm-deps
+	@echo "== JVM core of the Android app (org.clipdeploy.core): JUnit against goldens/"
+	rm -rf $(JVM_OUT) && mkdir -p $(JVM_OUT)/main $(JVM_OUT)/test
+	$(JAVAC) -d $(JVM_OUT)/main $$(find $(JAVA_CORE)/src/main/java -name '*.java')
+	$(JAVAC) -cp $(JVM_OUT)/main:$(JUNIT_CP) -d $(JVM_OUT)/test $$(find $(JAVA_CORE)/src/test/java -name '*.java')
+	java -Dclipdeploy.goldens=goldens -cp $(JVM_OUT)/main:$(JVM_OUT)/test:$(JUNIT_CP) org.junit.runner.JUnitCore \
+	  $$(cd $(JAVA_CORE)/src/test/java && find . -name '*Test.java' | sed 's|^\./||; s|\.java$$||; s|/|.|g' | sort)
+
+goldens: install
+	$(BIN)/clip-latency goldens --out goldens
 
 clean:
 	rm -rf out .pytest_cache

@@ -87,10 +87,11 @@ def write_tokenizer(dest: Path, context_length: int) -> dict:
            "context_length": context_length, "lowercase": True,
            "clean": "ftfy + html unescape + whitespace collapse", "input_dtype": "int32",
            "truncation": "keep the first 76 tokens, EOT last", "vocab_size": len(tok.encoder),
-           "merges": len(merges)}
+           "merges_count": len(merges)}
     (dest / "tokenizer.json").write_text(json.dumps(cfg, indent=2))
-    return {"config": "tokenizer/tokenizer.json", "vocab": "tokenizer/vocab.json",
-            "merges": "tokenizer/merges.txt", "bpe": f"tokenizer/{Path(bpe_vocab_path()).name}", **cfg}
+    # file paths last: they are what the apps open (a count under the same key once hid the merges path)
+    return {**cfg, "config": "tokenizer/tokenizer.json", "vocab": "tokenizer/vocab.json",
+            "merges": "tokenizer/merges.txt", "bpe": f"tokenizer/{Path(bpe_vocab_path()).name}"}
 
 
 def write_probe(dest: Path, images: np.ndarray, captions: list, ids: np.ndarray,

@@ -202,7 +202,7 @@ def zeroshot_golden() -> dict:
     imgs = unit(rng.standard_normal((7, d))).astype(np.float32)
     imgs[5] = imgs[2]                                  # a tie: ranked by index
     query = unit(rng.standard_normal(d)).astype(np.float32)
-    scores = imgs.astype(np.float64) @ query.astype(np.float64)
+    scores = (imgs.astype(np.float64) * query.astype(np.float64)).sum(-1)   # row by row: equal rows tie exactly
     ranking = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     return {"logit_scale": logit_scale, "labels": labels, "templates": templates,
             "prompts": [[t.replace("{}", lab) for t in templates] for lab in labels],

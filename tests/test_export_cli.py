@@ -62,6 +62,10 @@ def test_bundle_carries_probe_and_tokenizer(s0_bundle):
     assert len(vocab) == 49408 and vocab["<|startoftext|>"] == 49406 and vocab["<|endoftext|>"] == 49407
     merges = (s0_bundle / "tokenizer" / "merges.txt").read_text().splitlines()
     assert merges[0].startswith("#version") and len(merges) == 1 + 48894
+    tok = json.loads((s0_bundle / "manifest.json").read_text())["tokenizer"]
+    for key in ("config", "vocab", "merges", "bpe"):             # the paths the apps open
+        assert (s0_bundle / tok[key]).is_file(), key
+    assert tok["merges_count"] == 48894
     card = (s0_bundle / "README.md").read_text()
     assert "Swift" in card and "Kotlin" in card and "onnxruntime" in card
 

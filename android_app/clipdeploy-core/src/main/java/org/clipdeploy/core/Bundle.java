@@ -13,6 +13,8 @@ import java.util.Map;
  */
 public final class Bundle {
     public static final class BundleException extends IOException {
+        private static final long serialVersionUID = 1L;
+
         public BundleException(String message) {
             super(message);
         }

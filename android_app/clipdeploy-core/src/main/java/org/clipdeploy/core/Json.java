@@ -26,6 +26,8 @@ public final class Json {
     }
 
     public static final class JsonException extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
         public JsonException(String message) {
             super(message);
         }

@@ -105,9 +105,13 @@ public final class Parity {
         }
         List<String> out = new ArrayList<>();
         if (!f.finite) out.add("non-finite outputs");
-        if (!(f.maxAbs <= maxAbs)) out.add(String.format(Locale.ROOT, "max abs error %.3g > %s", f.maxAbs, fmt(maxAbs)));
+        if (!(f.maxAbs <= maxAbs)) {
+            out.add("max abs error " + (Double.isInfinite(f.maxAbs) ? "inf" : String.format(Locale.ROOT, "%.3g", f.maxAbs))
+                    + " > " + fmt(maxAbs));
+        }
         if (minCos != null && !(f.cosineMin >= minCos)) {
-            out.add(String.format(Locale.ROOT, "min cosine %.6f < %s", f.cosineMin, String.valueOf(minCos)));
+            out.add("min cosine " + (Double.isNaN(f.cosineMin) ? "nan" : String.format(Locale.ROOT, "%.6f", f.cosineMin))
+                    + " < " + minCos);
         }
         if (f.zeroShotAgreement < MIN_ZERO_SHOT_AGREEMENT) {
             out.add(String.format(Locale.ROOT, "zero-shot top-1 agreement %.0f%% < 100%%", f.zeroShotAgreement * 100));

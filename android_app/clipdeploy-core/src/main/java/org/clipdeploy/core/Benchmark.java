@@ -1,0 +1,187 @@
+package org.clipdeploy.core;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The on-device benchmark, with clip-latency run's phases, in this order:
+ * {@code cold_load} (first load in the process) → {@code first_inference} (first call, probe input 0) →
+ * the handle is released → {@code warm_load} → {@code warmup} untimed calls → {@code steady} (timed calls
+ * until both {@code runs} samples and {@code minSeconds} of timed work) → {@code parity} (every probe input
+ * vs the bundle's reference embeddings) → {@code done}. Each artifact gives one report record.
+ */
+public final class Benchmark {
+    private Benchmark() {}
+
+    /** Progress of a run: phase names as in clip-latency's worker; {@code done/total} during steady state. */
+    public interface Progress {
+        void onPhase(String artifact, String phase, int done, int total);
+    }
+
+    public static final Progress SILENT = (a, p, d, t) -> { };
+
+    /** Every artifact of the bundle: measured when {@code runtimes} has one that supports it and it is the
+     * requested runtime (settings.runtime, or any when null); listed as skipped otherwise. */
+    public static List<Map<String, Object>> runAll(Bundle bundle, List<EncoderRuntime> runtimes, BenchmarkSettings settings,
+                                                   MemoryProbe memory, Progress progress) {
+        settings.validate();
+        List<Map<String, Object>> records = new ArrayList<>();
+        for (Bundle.Artifact a : bundle.artifacts()) {
+            EncoderRuntime chosen = null;
+            for (EncoderRuntime rt : runtimes) {
+                if (rt.supports(a) && (settings.runtime == null || settings.runtime.equals(rt.name()))) {
+                    chosen = rt;
+                    break;
+                }
+            }
+            if (chosen != null) {
+                records.add(measure(bundle, a, chosen, settings, memory, progress));
+            } else {
+                String rt = runtimeFor(a);
+                String why = settings.runtime != null && !settings.runtime.equals(rt)
+                        ? "runtime not requested (runtime " + settings.runtime + ")"
+                        : "no runtime for this artifact in this app";
+                records.add(skipped(bundle, a, rt, why));
+            }
+        }
+        return records;
+    }
+
+    /** The runtime name a skipped artifact is listed under. */
+    static String runtimeFor(Bundle.Artifact a) {
+        switch (a.target) {
+            case "onnx": return "onnxruntime";
+            case "executorch": case "executorch-coreml": return "executorch";
+            case "coreml": return "coreml";
+            default: return a.target;
+        }
+    }
+
+    static Map<String, Object> base(Bundle bundle, Bundle.Artifact a, String runtime, String status) {
+        Map<String, Object> r = new LinkedHashMap<>();
+        r.put("id", a.path + "@" + runtime);
+        r.put("model", bundle.model());
+        r.put("artifact", a.path);
+        r.put("target", a.target);
+        r.put("precision", a.precision);
+        r.put("encoder", a.encoder);
+        r.put("runtime", runtime);
+        r.put("status", status);
+        r.put("reason", null);
+        return r;
+    }
+
+    public static Map<String, Object> skipped(Bundle bundle, Bundle.Artifact a, String runtime, String reason) {
+        Map<String, Object> r = base(bundle, a, runtime, "skipped");
+        r.put("reason", reason);
+        return r;
+    }
+
+    private static float[] run(EncoderSession s, Bundle.Artifact a, Bundle.Probe p, int index) throws Exception {
+        if ("image".equals(a.encoder)) return s.encodeImage(p.images[index], p.imageSize);
+        return s.encodeText(p.tokenIds[index]);
+    }
+
+    public static Map<String, Object> measure(Bundle bundle, Bundle.Artifact a, EncoderRuntime rt, BenchmarkSettings settings,
+                                              MemoryProbe memory, Progress progress) {
+        settings.validate();
+        if (progress == null) progress = SILENT;
+        Map<String, Object> r = base(bundle, a, rt.name(), "ok");
+        String phase = "start";
+        EncoderSession s = null;
+        try {
+            Bundle.Probe p = bundle.probe();
+            r.put("runtime_versions", rt.versions());
+            phase = "configure";
+            progress.onPhase(a.path, phase, 0, 0);
+            rt.configure(settings.threads);
+            r.put("runtime_options", rt.options());
+
+            phase = "cold_load";
+            progress.onPhase(a.path, phase, 0, 0);
+            long t0 = System.nanoTime();
+            s = rt.load(a);
+            double cold = (System.nanoTime() - t0) / 1e9;
+            double afterLoad = memory.currentMb();
+
+            phase = "first_inference";
+            progress.onPhase(a.path, phase, 0, 0);
+            t0 = System.nanoTime();
+            float[] y = run(s, a, p, 0);
+            double first = (System.nanoTime() - t0) / 1e6;
+            if (y == null || y.length == 0) throw new IllegalStateException("the artifact returned no embedding");
+            s.close();
+            s = null;
+
+            phase = "warm_load";
+            progress.onPhase(a.path, phase, 0, 0);
+            t0 = System.nanoTime();
+            s = rt.load(a);
+            double warm = (System.nanoTime() - t0) / 1e9;
+
+            phase = "warmup";
+            progress.onPhase(a.path, phase, 0, settings.warmup);
+            for (int k = 0; k < settings.warmup; k++) run(s, a, p, 0);
+
+            phase = "steady";
+            List<Double> samples = new ArrayList<>();
+            double total = 0;
+            while (samples.size() < settings.runs || total < settings.minSeconds) {
+                long t = System.nanoTime();
+                run(s, a, p, 0);
+                double ms = (System.nanoTime() - t) / 1e6;
+                samples.add(ms);
+                total += ms / 1e3;
+                if (samples.size() % 10 == 0 || samples.size() == settings.runs) {
+                    progress.onPhase(a.path, phase, samples.size(), settings.runs);
+                }
+            }
+            double[] xs = new double[samples.size()];
+            for (int k = 0; k < xs.length; k++) xs[k] = samples.get(k);
+
+            phase = "parity";
+            progress.onPhase(a.path, phase, 0, 0);
+            boolean image = "image".equals(a.encoder);
+            int n = image ? p.images.length : p.tokenIds.length;
+            float[][] got = new float[n][];
+            for (int k = 0; k < n; k++) got[k] = run(s, a, p, k);
+            Parity.Figures fig = Parity.measure(image ? p.refImage : p.refText, got, image ? p.refText : p.refImage);
+
+            Map<String, Object> load = new LinkedHashMap<>();
+            load.put("import_s", null);
+            load.put("cold_s", cold);
+            load.put("warm_s", warm);
+            Map<String, Object> steady = new LinkedHashMap<>();
+            steady.put("warmup", (long) settings.warmup);
+            steady.put("work_factor", 1L);
+            steady.put("samples_ms", xs);
+            steady.put("stats", Stats.summarize(xs).toMap());
+            steady.put("seconds", total);
+            steady.put("cpu_s", null);
+            Map<String, Object> mem = new LinkedHashMap<>();
+            mem.put("peak_rss_mb", memory.peakMb());
+            mem.put("rss_after_load_mb", afterLoad);
+            mem.put("source", memory.source());
+            r.put("phase_reached", "done");
+            r.put("load", load);
+            r.put("first_inference_ms", first);
+            r.put("steady", steady);
+            r.put("memory", mem);
+            r.put("parity", fig.toMap());
+            r.put("export_parity", a.parity);
+            r.put("flops", null);
+            progress.onPhase(a.path, "done", 0, 0);
+        } catch (Throwable e) {
+            r.put("status", "error");
+            String msg = e.getMessage() == null ? "" : e.getMessage().replace('\n', ' ');
+            r.put("reason", (e.getClass().getSimpleName() + ": " + msg).trim() + " (in phase " + phase + ")");
+            r.put("phase_reached", phase);
+            for (String k : new String[] {"load", "first_inference_ms", "steady", "memory", "parity"}) r.remove(k);
+        } finally {
+            if (s != null) s.close();
+        }
+        return r;
+    }
+}

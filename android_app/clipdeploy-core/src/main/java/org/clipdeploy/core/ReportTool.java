@@ -1,0 +1,56 @@
+package org.clipdeploy.core;
+
+import java.io.File;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * {@code java -cp ... org.clipdeploy.core.ReportTool BUNDLE REPORT [runs] [warmup]}: the core's benchmark on a
+ * plain JVM, with the {@link ReferenceRuntime} (the goldens' linear bundle), writing a report in the
+ * clip-latency schema (source "jvm-core"). The Python suite validates and ingests what it writes, so the
+ * report writer the apps use is checked against the schema here. Exit 0, 1 (an artifact failed), 2 (bad input).
+ */
+public final class ReportTool {
+    private ReportTool() {}
+
+    public static void main(String[] args) {
+        System.exit(run(args));
+    }
+
+    static int run(String[] args) {
+        if (args.length < 2) {
+            System.err.println("usage: ReportTool BUNDLE REPORT [runs] [warmup]");
+            return 2;
+        }
+        File report = new File(args[1]);
+        try {
+            Bundle b = Bundle.open(new File(args[0]));
+            BenchmarkSettings s = new BenchmarkSettings("reference", args.length > 2 ? Integer.parseInt(args[2]) : 20,
+                    args.length > 3 ? Integer.parseInt(args[3]) : 3, 1);
+            List<EncoderRuntime> rts = Arrays.<EncoderRuntime>asList(new ReferenceRuntime());
+            LatencyReport rep = new LatencyReport("jvm-core", "clipdeploy-core ReportTool", "0.1.0")
+                    .bundle(b, null).host(HostInfo.jvm()).settings(s, Arrays.asList("reference"));
+            boolean failed = false;
+            for (Map<String, Object> r : Benchmark.runAll(b, rts, s, new MemoryProbe.JvmHeap(),
+                    (a, phase, done, total) -> System.err.println("[" + a + "] " + phase + (total > 0 ? " " + done + "/" + total : "")))) {
+                rep.addRecord(r);
+                failed |= !"ok".equals(r.get("status"));
+            }
+            rep.writeAtomically(report);
+            System.out.println("wrote " + report + " (" + rep.records().size() + " records)");
+            return failed ? 1 : 0;
+        } catch (Bundle.BundleException | NumberFormatException e) {
+            System.err.println("error: " + e.getMessage());
+            return 2;
+        } catch (Exception e) {
+            System.err.println("error: " + e);
+            try {
+                LatencyReport.writeError(report, e.toString());
+            } catch (Exception ignored) {
+                // nothing more to do
+            }
+            return 1;
+        }
+    }
+}

@@ -1,0 +1,177 @@
+"""The golden vectors the apps' tests consume (goldens/), and the report the apps' JVM core writes.
+
+* the checked-in goldens equal a fresh ``clip-latency goldens`` (so they cannot drift from the toolkit);
+* their token ids are the Python tokenizer's, their preprocessing outputs are ``m.preprocess``'s;
+* the JVM core (android_app/clipdeploy-core, plain Java) is compiled here and its benchmark runner writes
+  a report with the goldens' linear reference bundle: that report validates against the clip-latency
+  schema, ``clip-latency ingest`` accepts it, its statistics are the toolkit's and its parity is exact.
+"""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipdeploy.latency.cli import main as latency_main
+from clipdeploy.latency.goldens import CAPTIONS, check, linear_embed_image, linear_embed_text
+from clipdeploy.latency.report import load_report, validate_report
+from clipdeploy.latency.stats import summarize
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDENS = REPO / "goldens"
+CORE = REPO / "android_app" / "clipdeploy-core"
+
+
+def _json(rel):
+    return json.loads((GOLDENS / rel).read_text(encoding="utf-8"))
+
+
+def test_checked_in_goldens_equal_a_fresh_generation():
+    diff = check(GOLDENS)
+    assert diff == [], f"goldens/ is stale, run `make goldens`: {diff}"
+    idx = _json("index.json")
+    assert idx["schema_version"] == 1 and "tokens.json" in idx["files"]
+
+
+def test_golden_token_ids_are_the_python_tokenizers():
+    from clipdeploy.models.tokenizer import tokenize
+    g = _json("tokens.json")
+    assert [c["name"] for c in g["cases"]] == [n for n, _ in CAPTIONS]
+    ids = tokenize([c["text"] for c in g["cases"]]).numpy()
+    assert ids.dtype == np.int32
+    assert np.array_equal(ids, np.array([c["ids"] for c in g["cases"]], dtype=np.int32))
+    by = {c["name"]: c["ids"] for c in g["cases"]}
+    assert by["over_long"][76] == 49407 and all(by["over_long"])          # truncated, EOT kept last
+    assert by["accents_nfd"] == by["accents_nfc"]                           # NFC applied
+    assert by["special_tokens_literal"][:2] == [49406, 49406]
+    assert len({tuple(v) for v in by.values()}) == len(by) - 1              # only NFC/NFD coincide
+
+
+def test_golden_preprocessing_equals_model_preprocess(seeded_model):
+    from clipdeploy.models.preprocess import preprocess_image
+    from clipdeploy.models.registry import get_spec
+    g = _json("preprocess.json")
+    s0 = seeded_model("mobileclip_s0")
+    kinds = set()
+    for c in g["cases"]:
+        img = Image.open(GOLDENS / c["source"])
+        assert img.size == (c["width"], c["height"]) and img.mode == "RGB"
+        want = np.load(GOLDENS / c["expected"])
+        assert want.dtype == np.float32 and want.shape == (3, c["image_size"], c["image_size"])
+        got = (s0.preprocess(img) if c["model"] == "mobileclip_s0"
+               else preprocess_image(img, get_spec(c["model"]))).numpy()
+        assert np.array_equal(got, want), c["name"]
+        # the stated geometry is what torchvision did: crop the resized image where the golden says
+        rw, rh = c["resized"]
+        top, left = c["crop"]
+        r = c["image_size"]
+        resized = img.resize((rw, rh), getattr(Image.Resampling, c["interpolation"].upper()))
+        crop = np.asarray(resized, dtype=np.float32)[top:top + r, left:left + r].transpose(2, 0, 1) / 255.0
+        assert np.array_equal(crop.astype(np.float32), want), c["name"]
+        kinds.add((c["interpolation"], min(c["width"], c["height"]) < c["resize_shorter_side_to"]))
+    assert {("bilinear", True), ("bilinear", False), ("bicubic", False)} <= kinds
+
+
+def test_golden_bundle_references_are_the_linear_model():
+    b = GOLDENS / "bundle"
+    m = json.loads((b / "manifest.json").read_text())
+    w = np.load(b / "reference-fp32" / "image_encoder.npy")
+    t = np.load(b / "reference-fp32" / "text_encoder.npy")
+    images, ids = np.load(b / "probe" / "images.npy"), np.load(b / "probe" / "token_ids.npy")
+    ref_i, ref_t = np.load(b / "probe" / "image_embeddings.npy"), np.load(b / "probe" / "text_embeddings.npy")
+    assert np.array_equal(linear_embed_image(w, images), ref_i)
+    assert np.array_equal(linear_embed_text(t, ids), ref_t)
+    # input-dependent: probe images and captions give clearly different embeddings
+    assert (ref_i @ ref_i.T - np.eye(len(ref_i))).max() < 0.9
+    assert (ref_t @ ref_t.T - np.eye(len(ref_t))).max() < 0.9
+    for key in ("vocab", "merges", "config"):
+        assert (b / m["tokenizer"][key]).is_file()
+    assert [a["path"] for a in m["artifacts"]] == ["reference-fp32/image_encoder.npy",
+                                                    "reference-fp32/text_encoder.npy"]
+
+
+def test_golden_sample_report_is_valid_and_ingested(tmp_path, capsys):
+    rep = validate_report(_json("report_sample.json"))
+    for r in rep["records"]:
+        if r["status"] == "ok":
+            assert r["steady"]["stats"] == summarize(r["steady"]["samples_ms"])
+    assert latency_main(["ingest", str(GOLDENS / "report_sample.json"), "--into", str(tmp_path)]) == 0
+    assert "accepted" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def jvm_classes(tmp_path_factory):
+    """The JVM core compiled with javac (what `make jvm-test` compiles)."""
+    javac = shutil.which("javac")
+    if javac is None:
+        pytest.skip("javac is not installed here (make jvm-test installs openjdk-17-jdk-headless)")
+    out = tmp_path_factory.mktemp("jvm")
+    srcs = sorted(str(p) for p in (CORE / "src" / "main" / "java").rglob("*.java"))
+    r = subprocess.run([javac, "-encoding", "UTF-8", "--release", "8", "-Xlint:all,-options", "-Werror",
+                        "-d", str(out)] + srcs, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def _report_tool(classes, bundle, report, *args):
+    return subprocess.run(["java", "-cp", str(classes), "org.clipdeploy.core.ReportTool", str(bundle), str(report),
+                           *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_jvm_written_report_validates_and_is_ingested(jvm_classes, tmp_path, capsys):
+    report = tmp_path / "jvm_report.json"
+    r = _report_tool(jvm_classes, GOLDENS / "bundle", report, 25, 3)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "cold_load" in r.stderr and "steady 20/25" in r.stderr            # progress lines
+    assert not (tmp_path / "jvm_report.json.tmp").exists()
+    raw = json.loads(report.read_text())
+    validate_report(raw)                                                    # the JSON Schema + consistency
+    assert raw["source"] == "jvm-core" and raw["bundle"]["model"] == "golden_linear"
+    assert len(raw["records"]) == 2
+    for rec in raw["records"]:
+        assert rec["status"] == "ok" and rec["phase_reached"] == "done"
+        s = rec["steady"]
+        assert len(s["samples_ms"]) == 25 and s["warmup"] == 3
+        ours = summarize(s["samples_ms"])
+        for k, v in ours.items():                                          # the JVM's statistics are ours
+            assert s["stats"][k] == pytest.approx(v, rel=1e-12, abs=1e-12), k
+        p = rec["parity"]
+        assert p["max_abs"] <= 1e-6 and p["cosine_min"] > 0.999999 and p["zero_shot_agreement"] == 1.0
+        assert p["n"] == (6 if rec["encoder"] == "image" else 8)
+        assert rec["load"]["cold_s"] > 0 and rec["first_inference_ms"] > 0
+    rep = load_report(report)
+    assert rep["records"][0]["id"].endswith("@reference")
+    into = tmp_path / "reports"
+    assert latency_main(["ingest", str(report), "--into", str(into)]) == 0
+    out = capsys.readouterr().out
+    assert "accepted" in out and "jvm-core" in out and "2/2 records ok" in out
+    assert len(list((into / "golden_linear").glob("*jvm-core*.json"))) == 1
+    # and compare treats it like any report: the same run against itself is no regression
+    assert latency_main(["compare", str(report), str(report)]) == 0
+    capsys.readouterr()
+
+
+def test_jvm_report_tool_bad_input(jvm_classes, tmp_path):
+    r = _report_tool(jvm_classes, tmp_path / "nowhere", tmp_path / "r.json")
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error: ") and "is not a directory" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_goldens_cli_check_catches_drift_and_bad_input(tmp_path, capsys):
+    copy = tmp_path / "goldens"
+    shutil.copytree(GOLDENS, copy)
+    g = json.loads((copy / "tokens.json").read_text())
+    g["cases"][0]["ids"][1] += 1
+    (copy / "tokens.json").write_text(json.dumps(g))
+    assert latency_main(["goldens", "--check", "--out", str(copy)]) == 1
+    assert "differs: tokens.json" in capsys.readouterr().out
+    assert latency_main(["goldens", "--check", "--out", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("error: --out")
+    (tmp_path / "file").write_text("x")
+    assert latency_main(["goldens", "--out", str(tmp_path / "file")]) == 2
+    assert "not a directory" in capsys.readouterr().err
