@@ -60,4 +60,33 @@ public final class RgbImage {
         }
         return new RgbImage(width, height, out);
     }
+
+    /**
+     * The image turned clockwise by {@code degrees} (0, 90, 180, 270; CameraX's {@code ImageInfo.rotationDegrees}
+     * is the clockwise turn that makes a frame upright). 0 returns this image.
+     */
+    public RgbImage rotated(int degrees) {
+        int d = ((degrees % 360) + 360) % 360;
+        if (d == 0) return this;
+        if (d != 90 && d != 180 && d != 270) throw new IllegalArgumentException("rotation must be a multiple of 90 degrees, got " + degrees);
+        int outW = d == 180 ? width : height, outH = d == 180 ? height : width;
+        byte[] out = new byte[rgb.length];
+        for (int y = 0; y < height; y++) {
+            for (int x = 0; x < width; x++) {
+                int dx, dy;
+                if (d == 90) {
+                    dx = height - 1 - y;
+                    dy = x;
+                } else if (d == 180) {
+                    dx = width - 1 - x;
+                    dy = height - 1 - y;
+                } else {
+                    dx = y;
+                    dy = width - 1 - x;
+                }
+                System.arraycopy(rgb, (y * width + x) * 3, out, (dy * outW + dx) * 3, 3);
+            }
+        }
+        return new RgbImage(outW, outH, out);
+    }
 }

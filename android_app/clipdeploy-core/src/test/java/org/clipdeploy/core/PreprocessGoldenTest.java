@@ -96,4 +96,26 @@ public class PreprocessGoldenTest {
         assertEquals(60 / 255f, chw[1], 0f);   // R of pixel 1
         assertEquals(20 / 255f, chw[4], 0f);   // G of pixel 0
     }
+
+    @Test
+    public void rotationIsClockwise() {
+        // 2x1 image: red, green  ->  90 cw: a 1x2 column red over green
+        RgbImage im = new RgbImage(2, 1, new byte[] {(byte) 255, 0, 0, 0, (byte) 255, 0});
+        RgbImage r90 = im.rotated(90);
+        assertEquals(1, r90.width);
+        assertEquals(2, r90.height);
+        assertEquals(255, r90.get(0, 0, 0));
+        assertEquals(255, r90.get(0, 1, 1));
+        RgbImage r270 = im.rotated(-90);
+        assertEquals(255, r270.get(0, 0, 1));
+        assertArrayEquals(new byte[] {0, (byte) 255, 0, (byte) 255, 0, 0}, im.rotated(180).rgb);
+        assertArrayEquals(im.rgb, im.rotated(90).rotated(270).rgb);
+        assertTrue(im.rotated(360) == im);
+        try {
+            im.rotated(45);
+            throw new AssertionError("45 degrees accepted");
+        } catch (IllegalArgumentException expected) {
+            assertTrue(expected.getMessage().contains("multiple of 90"));
+        }
+    }
 }

@@ -1,0 +1,135 @@
+package org.clipdeploy.android
+
+import android.graphics.Bitmap
+import java.io.Closeable
+import java.io.File
+import org.clipdeploy.core.Bundle
+import org.clipdeploy.core.ClipTokenizer
+import org.clipdeploy.core.EncoderRuntime
+import org.clipdeploy.core.EncoderSession
+import org.clipdeploy.core.ImageSearch
+import org.clipdeploy.core.Preprocess
+import org.clipdeploy.core.PreprocessSpec
+import org.clipdeploy.core.ReferenceRuntime
+import org.clipdeploy.core.RgbImage
+import org.clipdeploy.core.Vectors
+import org.clipdeploy.core.ZeroShot
+
+/**
+ * A bundle's image and text encoders loaded on one runtime, with the core's preprocessing and tokenizer
+ * in front: what the demo screens use. Pixels -> [RgbImage] ([BitmapPixels]) -> [Preprocess.apply]
+ * (Pillow-exact resize + center crop) -> image encoder; text -> [ClipTokenizer.tokenize] -> text encoder.
+ * Embeddings are L2-normalized. Calls are serialized (one encoder call at a time); [close] releases both.
+ */
+class ClipPipeline private constructor(
+    val bundle: Bundle,
+    val runtime: EncoderRuntime,
+    val imageArtifact: Bundle.Artifact,
+    val textArtifact: Bundle.Artifact,
+    private val imageSession: EncoderSession,
+    private val textSession: EncoderSession,
+    val tokenizer: ClipTokenizer,
+) : Closeable {
+
+    val spec: PreprocessSpec = bundle.preprocessSpec()
+    val logitScale: Double = bundle.logitScale()
+    private var closed = false
+
+    /** One class with its probability, for zero-shot results. */
+    data class Prediction(val label: String, val probability: Float)
+
+    @Synchronized
+    fun encodeImage(image: RgbImage): FloatArray {
+        check(!closed) { "pipeline is closed" }
+        val chw = Preprocess.apply(image, spec)
+        return Vectors.l2normalize(imageSession.encodeImage(chw, spec.imageSize))
+    }
+
+    fun encodeBitmap(bitmap: Bitmap): FloatArray = encodeImage(BitmapPixels.fromBitmap(bitmap))
+
+    @Synchronized
+    fun encodeText(text: String): FloatArray {
+        check(!closed) { "pipeline is closed" }
+        return Vectors.l2normalize(textSession.encodeText(tokenizer.tokenize(text)))
+    }
+
+    /** One embedding per label: the prompt ensemble over [templates] (ZeroShot.ensemble). */
+    fun classEmbeddings(labels: List<String>, templates: List<String> = ZeroShot.DEFAULT_TEMPLATES): List<FloatArray> =
+        labels.map { label -> ZeroShot.ensemble(ZeroShot.prompts(label, templates).map { encodeText(it) }) }
+
+    /** softmax(logit_scale * image . class) over the classes, the [k] most probable first. */
+    fun classify(imageEmbedding: FloatArray, labels: List<String>, classEmbeddings: List<FloatArray>, k: Int = 3): List<Prediction> {
+        require(labels.size == classEmbeddings.size) { "${labels.size} labels but ${classEmbeddings.size} class embeddings" }
+        if (labels.isEmpty()) return emptyList()
+        val p = ZeroShot.probabilities(imageEmbedding, classEmbeddings, logitScale)
+        return ZeroShot.topK(p, k).map { Prediction(labels[it], p[it]) }
+    }
+
+    /** Text -> image search over an index of image embeddings (see [encodeBitmap]). */
+    fun search(index: ImageSearch, query: String, k: Int): List<ImageSearch.Hit> = index.query(encodeText(query), k)
+
+    @Synchronized
+    override fun close() {
+        if (closed) return
+        closed = true
+        try {
+            imageSession.close()
+        } finally {
+            textSession.close()
+        }
+    }
+
+    companion object {
+        /** The runtimes this library provides, by report name ("reference" runs the goldens' linear model). */
+        @JvmStatic
+        fun runtime(name: String): EncoderRuntime = when (name) {
+            ExecuTorchRuntime.NAME -> ExecuTorchRuntime()
+            OrtRuntime.NAME -> OrtRuntime()
+            "reference" -> ReferenceRuntime()
+            else -> throw IllegalArgumentException("unknown runtime '$name': use executorch or onnxruntime")
+        }
+
+        /**
+         * The artifact [runtime] runs for [encoder] ("image" / "text"): the requested [precision] if given,
+         * else fp32, else whatever precision there is. Null when the bundle has none for that runtime.
+         */
+        @JvmStatic
+        fun pickArtifact(bundle: Bundle, runtime: EncoderRuntime, encoder: String, precision: String? = null): Bundle.Artifact? {
+            val candidates = bundle.artifacts().filter { it.encoder == encoder && runtime.supports(it) }
+            return candidates.firstOrNull { it.precision == (precision ?: "fp32") }
+                ?: if (precision == null) candidates.firstOrNull() else null
+        }
+
+        /** The first of [names] that runs both encoders of [bundle], or null. */
+        @JvmStatic
+        fun firstUsableRuntime(bundle: Bundle, names: List<String>): String? = names.firstOrNull { name ->
+            val rt = runtime(name)
+            pickArtifact(bundle, rt, "image") != null && pickArtifact(bundle, rt, "text") != null
+        }
+
+        /**
+         * Opens [bundleDir] and loads its image and text encoders on the runtime called [runtimeName]
+         * ([threads] 0 = the runtime's default). Slow (model loads): call it off the main thread.
+         */
+        @JvmStatic
+        @JvmOverloads
+        fun open(bundleDir: File, runtimeName: String, threads: Int = 0, precision: String? = null): ClipPipeline {
+            val bundle = Bundle.open(bundleDir)
+            val rt = runtime(runtimeName)
+            rt.configure(threads)
+            val image = pickArtifact(bundle, rt, "image", precision)
+                ?: throw IllegalArgumentException("${bundle.model()}: no image encoder for $runtimeName in $bundleDir")
+            val text = pickArtifact(bundle, rt, "text", precision)
+                ?: throw IllegalArgumentException("${bundle.model()}: no text encoder for $runtimeName in $bundleDir")
+            val tokenizer = ClipTokenizer.fromBundle(bundle)
+            val imageSession = rt.load(image)
+            val textSession = try {
+                rt.load(text)
+            } catch (e: Throwable) {
+                imageSession.close()
+                throw e
+            }
+            return ClipPipeline(bundle, rt, image, text, imageSession, textSession, tokenizer)
+        }
+    }
+}

@@ -1,0 +1,95 @@
+package org.clipdeploy.android
+
+import org.clipdeploy.core.Bundle
+import org.clipdeploy.core.EncoderRuntime
+import org.clipdeploy.core.EncoderSession
+import org.pytorch.executorch.EValue
+import org.pytorch.executorch.Module
+import org.pytorch.executorch.Tensor
+
+/**
+ * ExecuTorch with the XNNPACK delegate (`executorch-fp32/{image,text}_encoder.pte`), through the
+ * `org.pytorch:executorch-android` AAR's `Module` API.
+ *
+ * Threads: the AAR's `Module.load(path, loadMode, numThreads)` sizes ExecuTorch's process-wide
+ * threadpool (the one XNNPACK runs on) when a module is created; `numThreads = 0` lets the JNI layer
+ * pick "CPU cores / 2". The pool is global, so every module of a process should be loaded with the same
+ * count ([configure] once, before the first [load]); the JNI layer leaves the pool alone when the count
+ * does not change.
+ *
+ * The Core ML-delegated `.pte` (target `executorch-coreml`) runs only on Apple platforms and is not supported.
+ */
+class ExecuTorchRuntime : EncoderRuntime {
+    @Volatile
+    private var threads = 0
+
+    override fun name(): String = NAME
+
+    override fun supports(artifact: Bundle.Artifact): Boolean =
+        artifact.target == "executorch" && artifact.path.endsWith(".pte")
+
+    override fun configure(threads: Int) {
+        require(threads >= 0) { "threads must be 0 (default) or more, got $threads" }
+        this.threads = threads
+    }
+
+    override fun versions(): MutableMap<String, Any?> =
+        linkedMapOf("executorch" to BuildConfig.EXECUTORCH_VERSION)
+
+    override fun options(): MutableMap<String, Any?> = linkedMapOf(
+        // what the JNI layer uses: the requested count, or its default of cores / 2
+        "threads" to (if (threads > 0) threads else defaultThreads()).toLong(),
+        "requested_threads" to threads.toLong(),
+        "delegate" to "XNNPACK",
+        "load_mode" to "file",
+    )
+
+    override fun load(artifact: Bundle.Artifact): EncoderSession {
+        require(supports(artifact)) { "${artifact.path}: not an XNNPACK .pte (target ${artifact.target})" }
+        if (!artifact.file.isFile) throw java.io.FileNotFoundException("${artifact.file} does not exist")
+        val module = Module.load(artifact.file.absolutePath, Module.LOAD_MODE_FILE, threads)
+        try {
+            // Load (plan, delegate init) now, so that the load phase includes it rather than the first call.
+            module.loadMethod("forward")
+        } catch (e: Throwable) {
+            module.destroy()
+            throw e
+        }
+        return ExecuTorchSession(module, artifact.path)
+    }
+
+    companion object {
+        const val NAME = "executorch"
+
+        /** The JNI layer's default threadpool size (it counts processors with cpuinfo; this is the JVM's count). */
+        @JvmStatic
+        fun defaultThreads(): Int = maxOf(1, Runtime.getRuntime().availableProcessors() / 2)
+    }
+}
+
+/** One loaded `.pte`: `forward(image float32 [1,3,R,R])` or `forward(text int32 [1,77])` -> `embedding [1,D]`. */
+class ExecuTorchSession internal constructor(
+    private val module: Module,
+    private val name: String,
+) : EncoderSession {
+
+    override fun encodeImage(chw: FloatArray, size: Int): FloatArray {
+        require(chw.size == 3 * size * size) { "$name: expected 3*$size*$size floats, got ${chw.size}" }
+        val input = Tensor.fromBlob(chw, longArrayOf(1, 3, size.toLong(), size.toLong()))
+        return embedding(module.forward(EValue.from(input)))
+    }
+
+    override fun encodeText(ids: IntArray): FloatArray {
+        val input = Tensor.fromBlob(ids, longArrayOf(1, ids.size.toLong()))
+        return embedding(module.forward(EValue.from(input)))
+    }
+
+    private fun embedding(outputs: Array<EValue>): FloatArray {
+        check(outputs.isNotEmpty()) { "$name: forward returned no output" }
+        return outputs[0].toTensor().dataAsFloatArray
+    }
+
+    override fun close() {
+        module.destroy()
+    }
+}

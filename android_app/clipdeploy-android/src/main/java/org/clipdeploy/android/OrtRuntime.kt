@@ -1,0 +1,114 @@
+package org.clipdeploy.android
+
+import ai.onnxruntime.OnnxTensor
+import ai.onnxruntime.OrtEnvironment
+import ai.onnxruntime.OrtSession
+import java.nio.FloatBuffer
+import java.nio.IntBuffer
+import org.clipdeploy.core.Bundle
+import org.clipdeploy.core.EncoderRuntime
+import org.clipdeploy.core.EncoderSession
+
+/**
+ * ONNX Runtime (`com.microsoft.onnxruntime:onnxruntime-android`, CPU execution provider) for the
+ * `onnx-fp32` and `onnx-fp16` artifacts. fp16 artifacts keep float32 inputs/outputs (clip-export's
+ * keep_io_types), so both precisions take the same tensors: input `image` float32 [1,3,R,R] or
+ * `text` int32 [1,77], output `embedding` float32 [1,D].
+ *
+ * Threads: `SessionOptions.setIntraOpNumThreads` (0 leaves ONNX Runtime's default, one per core),
+ * one inter-op thread, sequential execution, all graph optimizations, like clip-latency's onnxruntime runner.
+ */
+class OrtRuntime : EncoderRuntime {
+    @Volatile
+    private var threads = 0
+
+    override fun name(): String = NAME
+
+    override fun supports(artifact: Bundle.Artifact): Boolean =
+        artifact.target == "onnx" && artifact.path.endsWith(".onnx") &&
+            (artifact.precision == "fp32" || artifact.precision == "fp16")
+
+    override fun configure(threads: Int) {
+        require(threads >= 0) { "threads must be 0 (default) or more, got $threads" }
+        this.threads = threads
+    }
+
+    override fun versions(): MutableMap<String, Any?> =
+        linkedMapOf("onnxruntime" to BuildConfig.ONNXRUNTIME_VERSION)
+
+    override fun options(): MutableMap<String, Any?> = linkedMapOf(
+        "threads" to (if (threads > 0) threads.toLong() else null),
+        "execution_provider" to "CPUExecutionProvider",
+        "intra_op_num_threads" to (if (threads > 0) threads.toLong() else null),
+        "inter_op_num_threads" to 1L,
+        "execution_mode" to "sequential",
+        "graph_optimization_level" to "ORT_ENABLE_ALL",
+    )
+
+    override fun load(artifact: Bundle.Artifact): EncoderSession {
+        require(supports(artifact)) { "${artifact.path}: not an fp32/fp16 .onnx artifact (target ${artifact.target})" }
+        if (!artifact.file.isFile) throw java.io.FileNotFoundException("${artifact.file} does not exist")
+        val env = OrtEnvironment.getEnvironment()
+        // The options must stay open while a session made with them is alive: the session closes them.
+        val options = OrtSession.SessionOptions()
+        try {
+            if (threads > 0) options.setIntraOpNumThreads(threads)
+            options.setInterOpNumThreads(1)
+            options.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL)
+            options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT)
+            val session = env.createSession(artifact.file.absolutePath, options)
+            val input = if (artifact.encoder == "image") "image" else "text"
+            if (input !in session.inputNames) {
+                session.close()
+                throw IllegalArgumentException("${artifact.path}: no input '$input' (inputs: ${session.inputNames})")
+            }
+            return OrtEncoderSession(env, session, options, input, artifact.path)
+        } catch (e: Throwable) {
+            options.close()
+            throw e
+        }
+    }
+
+    companion object {
+        const val NAME = "onnxruntime"
+        const val OUTPUT = "embedding"
+    }
+}
+
+/** One ONNX Runtime session; safe to call from several threads (OrtSession.run is thread-safe). */
+class OrtEncoderSession internal constructor(
+    private val env: OrtEnvironment,
+    private val session: OrtSession,
+    private val options: OrtSession.SessionOptions,
+    private val inputName: String,
+    private val name: String,
+) : EncoderSession {
+
+    override fun encodeImage(chw: FloatArray, size: Int): FloatArray {
+        require(chw.size == 3 * size * size) { "$name: expected 3*$size*$size floats, got ${chw.size}" }
+        val shape = longArrayOf(1, 3, size.toLong(), size.toLong())
+        return OnnxTensor.createTensor(env, FloatBuffer.wrap(chw), shape).use { run(it) }
+    }
+
+    override fun encodeText(ids: IntArray): FloatArray {
+        val shape = longArrayOf(1, ids.size.toLong())
+        return OnnxTensor.createTensor(env, IntBuffer.wrap(ids), shape).use { run(it) }
+    }
+
+    private fun run(input: OnnxTensor): FloatArray =
+        session.run(mapOf(inputName to input)).use { result ->
+            val value = result.get(OrtRuntime.OUTPUT).orElse(null) ?: result.get(0)
+            val tensor = value as? OnnxTensor
+                ?: throw IllegalStateException("$name: output '${OrtRuntime.OUTPUT}' is not a tensor")
+            val buffer = tensor.floatBuffer
+                ?: throw IllegalStateException("$name: output '${OrtRuntime.OUTPUT}' is not float32")
+            val out = FloatArray(buffer.remaining())
+            buffer.get(out)
+            out
+        }
+
+    override fun close() {
+        session.close()
+        options.close()
+    }
+}
