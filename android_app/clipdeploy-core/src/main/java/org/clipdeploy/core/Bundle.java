@@ -132,11 +132,18 @@ public final class Bundle {
     }
 
     public File tokenizerVocab() {
-        return resolve(Json.str(Json.map(manifest.get("tokenizer")).get("vocab")));
+        return tokenizerFile("vocab", "tokenizer/vocab.json");
     }
 
     public File tokenizerMerges() {
-        return resolve(Json.str(Json.map(manifest.get("tokenizer")).get("merges")));
+        return tokenizerFile("merges", "tokenizer/merges.txt");
+    }
+
+    /** A tokenizer file named in the manifest; bundles written before clipdeploy 0.1.0's fix stored the merge
+     * count under "merges", so a non-string value falls back to the standard location. */
+    private File tokenizerFile(String key, String standard) {
+        Object v = Json.map(manifest.get("tokenizer")).get(key);
+        return resolve(v instanceof String ? (String) v : standard);
     }
 
     /** The probe set, read on first use. */

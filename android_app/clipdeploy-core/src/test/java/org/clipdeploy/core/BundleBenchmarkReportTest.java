@@ -48,6 +48,15 @@ public class BundleBenchmarkReportTest {
     }
 
     @Test
+    public void olderManifestsWithAMergeCountStillFindTheMergesFile() throws Exception {
+        File dir = tmp.newFolder("old");
+        Map<String, Object> m = Json.map(Json.parse(Goldens.file("bundle/manifest.json")));
+        Json.map(m.get("tokenizer")).put("merges", 48894L);
+        Files.write(new File(dir, "manifest.json").toPath(), Json.write(m, true).getBytes("UTF-8"));
+        assertEquals(new File(dir, "tokenizer/merges.txt"), Bundle.open(dir).tokenizerMerges());
+    }
+
+    @Test
     public void badBundlesFailWithOneLine() throws Exception {
         File empty = tmp.newFolder("empty");
         try {
