@@ -106,17 +106,30 @@ public final class Parity {
         List<String> out = new ArrayList<>();
         if (!f.finite) out.add("non-finite outputs");
         if (!(f.maxAbs <= maxAbs)) {
-            out.add("max abs error " + (Double.isInfinite(f.maxAbs) ? "inf" : String.format(Locale.ROOT, "%.3g", f.maxAbs))
-                    + " > " + fmt(maxAbs));
+            out.add("max abs error " + pyG3(f.maxAbs) + " > " + fmt(maxAbs));
         }
         if (minCos != null && !(f.cosineMin >= minCos)) {
             out.add("min cosine " + (Double.isNaN(f.cosineMin) ? "nan" : String.format(Locale.ROOT, "%.6f", f.cosineMin))
                     + " < " + minCos);
         }
         if (f.zeroShotAgreement < MIN_ZERO_SHOT_AGREEMENT) {
-            out.add(String.format(Locale.ROOT, "zero-shot top-1 agreement %.0f%% < 100%%", f.zeroShotAgreement * 100));
+            out.add("zero-shot top-1 agreement " + (long) Math.rint(f.zeroShotAgreement * 100) + "% < 100%");
         }
         return out;
+    }
+
+    /** Python's {@code format(v, '.3g')}: 3 significant digits, trailing zeros dropped, inf/nan spelled lowercase. */
+    static String pyG3(double v) {
+        if (Double.isNaN(v)) return "nan";
+        if (Double.isInfinite(v)) return v > 0 ? "inf" : "-inf";
+        String t = String.format(Locale.ROOT, "%.3g", v);
+        int e = t.indexOf('e');
+        String mant = e < 0 ? t : t.substring(0, e), exp = e < 0 ? "" : t.substring(e);
+        if (mant.indexOf('.') >= 0) {
+            mant = mant.replaceAll("0+$", "");
+            if (mant.endsWith(".")) mant = mant.substring(0, mant.length() - 1);
+        }
+        return mant + exp;
     }
 
     private static String fmt(double v) {

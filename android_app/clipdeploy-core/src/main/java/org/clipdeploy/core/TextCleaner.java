@@ -257,6 +257,10 @@ public final class TextCleaner {
         return r != null && c2[0] == k + 1 - at ? r : null;
     }
 
+    private static boolean isAsciiHex(char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    }
+
     private static boolean isAsciiAlnum(char c) {
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
     }
@@ -268,7 +272,7 @@ public final class TextCleaner {
             boolean hex = k < t.length() && (t.charAt(k) == 'x' || t.charAt(k) == 'X');
             if (hex) k++;
             int start = k;
-            while (k < t.length() && (hex ? Character.digit(t.charAt(k), 16) >= 0 : (t.charAt(k) >= '0' && t.charAt(k) <= '9'))) k++;
+            while (k < t.length() && (hex ? isAsciiHex(t.charAt(k)) : (t.charAt(k) >= '0' && t.charAt(k) <= '9'))) k++;
             if (k == start) return null;
             String digits = t.substring(start, k);
             if (k < t.length() && t.charAt(k) == ';') k++;
@@ -294,15 +298,9 @@ public final class TextCleaner {
         return ENTITIES.get(best);
     }
 
-    private static final int[] INVALID_CHARREF_KEYS = {0x00, 0x0d};
-
     private static String charRef(String digits, int radix) {
-        long num;
-        try {
-            num = digits.length() > 8 ? Long.MAX_VALUE : Long.parseLong(digits, radix);
-        } catch (NumberFormatException e) {
-            num = Long.MAX_VALUE;
-        }
+        String d = digits.replaceFirst("^0+(?=.)", "");             // Python's int() ignores leading zeros
+        long num = d.length() > 8 ? Long.MAX_VALUE : Long.parseLong(d, radix);
         if (num == 0x00) return "\ufffd";
         if (num == 0x0d) return "\r";
         if (num >= 0x80 && num <= 0x9f) return String.valueOf(CP1252[(int) num - 0x80]);

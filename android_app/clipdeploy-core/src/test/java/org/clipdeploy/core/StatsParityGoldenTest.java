@@ -69,13 +69,22 @@ public class StatsParityGoldenTest {
                 List<Object> wantF = Json.list(fails.get(p));
                 List<String> gotF = Parity.failures(f, p);
                 assertEquals(name + " " + p + " " + gotF, wantF.size(), gotF.size());
-                for (int k = 0; k < wantF.size(); k++) {
-                    String w = Json.str(wantF.get(k));
-                    String prefix = w.substring(0, Math.min(w.length(), 12));
-                    assertTrue(name + ": " + gotF.get(k) + " vs " + w, gotF.get(k).startsWith(prefix));
-                }
+                for (int k = 0; k < wantF.size(); k++) assertEquals(name + " " + p, Json.str(wantF.get(k)), gotF.get(k));
             }
         }
+    }
+
+    @Test
+    public void failureNumbersAreFormattedLikePython() {
+        assertEquals("0.00031", Parity.pyG3(3.1e-4));
+        assertEquals("1.23e-05", Parity.pyG3(1.234e-5));
+        assertEquals("1", Parity.pyG3(1.0));
+        assertEquals("0.05", Parity.pyG3(0.05));
+        assertEquals("inf", Parity.pyG3(Double.POSITIVE_INFINITY));
+        Parity.Figures f = Parity.measure(new float[][] {{1, 0}, {0, 1}, {1, 1}, {0, 1}, {1, 0}, {1, 0}, {0, 1}, {1, 0}},
+                new float[][] {{0, 1}, {0, 1}, {1, 1}, {0, 1}, {1, 0}, {1, 0}, {0, 1}, {1, 0}}, new float[][] {{1, 0}, {0, 1}});
+        assertEquals(0.875, f.zeroShotAgreement, 0);
+        assertTrue(Parity.failures(f, "fp32").contains("zero-shot top-1 agreement 88% < 100%"));   // 87.5 -> 88 (half to even)
     }
 
     @Test

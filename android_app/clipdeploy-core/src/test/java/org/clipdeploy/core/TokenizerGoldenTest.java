@@ -64,6 +64,10 @@ public class TokenizerGoldenTest {
         assertEquals("abc !", TextCleaner.clean("\uff41\uff42\uff43\u3000\uff01"));
         assertEquals("caf\u00e9", TextCleaner.clean("cafe\u0301"));
         assertEquals("a b", TextCleaner.clean("a\u0007\t\n\u00a0 b"));
+        assertEquals("a", TextCleaner.htmlUnescape("&#00000000097;"));          // leading zeros, as Python's int()
+        assertEquals("\ufffd", TextCleaner.htmlUnescape("&#x110000;"));
+        assertEquals("&#x\u0661;", TextCleaner.htmlUnescape("&#x\u0661;"));   // non-ASCII digits are not hex
+        assertEquals("&x; <", TextCleaner.htmlUnescape("&ampx; &lt"));
     }
 
     @Test

@@ -1,0 +1,165 @@
+import CLIPDeployKit
+import Foundation
+import SwiftUI
+
+/// One open bundle with its tokenizer and Core ML encoders. The encoders are loaded on first use and every
+/// inference runs on `queue` (one serial queue: Core ML models are used from one thread at a time).
+final class Engine {
+    let bundle: ModelBundle
+    let tokenizer: CLIPTokenizer
+    let spec: PreprocessSpec
+    let logitScale: Double
+    let computeUnits: ComputeUnits
+    let queue = DispatchQueue(label: "org.clipdeploy.inference", qos: .userInitiated)
+    private var imageSession: CoreMLEncoder?
+    private var textSession: CoreMLEncoder?
+
+    init(bundle: ModelBundle, computeUnits: ComputeUnits) throws {
+        self.bundle = bundle
+        self.tokenizer = try CLIPTokenizer.fromBundle(bundle)
+        self.spec = try bundle.preprocessSpec()
+        self.logitScale = (try? bundle.logitScale()) ?? 100.0
+        self.computeUnits = computeUnits
+    }
+
+    /// The artifact the demo tabs use for an encoder: Core ML fp16 when there is one, else fp32.
+    static func artifact(_ bundle: ModelBundle, encoder: String) -> ModelBundle.Artifact? {
+        let arts = bundle.artifacts.filter { $0.target == "coreml" && $0.encoder == encoder }
+        return arts.first { $0.precision == "fp16" } ?? arts.first
+    }
+
+    /// On `queue` only.
+    func imageEncoder() throws -> CoreMLEncoder {
+        if let e = imageSession { return e }
+        guard let a = Engine.artifact(bundle, encoder: "image") else {
+            throw CLIPDeployError(.bundle, "\(bundle.model) has no Core ML image encoder: export with --target coreml")
+        }
+        let e = try CoreMLEncoder.load(a, computeUnits: computeUnits)
+        imageSession = e
+        return e
+    }
+
+    /// On `queue` only.
+    func textEncoder() throws -> CoreMLEncoder {
+        if let e = textSession { return e }
+        guard let a = Engine.artifact(bundle, encoder: "text") else {
+            throw CLIPDeployError(.bundle, "\(bundle.model) has no Core ML text encoder: export with --target coreml")
+        }
+        let e = try CoreMLEncoder.load(a, computeUnits: computeUnits)
+        textSession = e
+        return e
+    }
+
+    /// Python-exact preprocessing (resize the shorter side, center crop, /255), then the image encoder.
+    func embed(image: RGBImage) throws -> [Float] {
+        let chw = try Preprocess.apply(image, spec: spec)
+        return try imageEncoder().encodeImage(chw, size: spec.imageSize)
+    }
+
+    func embed(text: String) throws -> [Float] {
+        return try textEncoder().encodeText(tokenizer.tokenize(text))
+    }
+
+    /// One prompt-ensembled class embedding per label.
+    func classEmbeddings(labels: [String], templates: [String]) throws -> [[Float]] {
+        var out: [[Float]] = []
+        for label in labels {
+            var prompts: [[Float]] = []
+            for p in ZeroShot.prompts(label: label, templates: templates) { prompts.append(try embed(text: p)) }
+            out.append(try ZeroShot.ensemble(prompts))
+        }
+        return out
+    }
+
+    /// Runs `work` on the inference queue; `done` gets its result on the main queue.
+    func run<T>(_ work: @escaping () throws -> T, then done: @escaping (Result<T, Error>) -> Void) {
+        queue.async {
+            let result = Result<T, Error>(catching: work)
+            DispatchQueue.main.async { done(result) }
+        }
+    }
+}
+
+/// What the tabs share: the engine of the open bundle and a status line. Published properties change on the
+/// main queue only.
+final class AppModel: ObservableObject {
+    @Published private(set) var engine: Engine?
+    @Published var message = "Looking for a bundle…"
+    @Published var showImporter = false
+    @Published var computeUnits: ComputeUnits = .all
+
+    static var documents: URL {
+        FileManager.default.urls(for: .documentDirectory, in: .userDomainMask)[0]
+    }
+
+    var appVersion: String {
+        (Bundle.main.infoDictionary?["CFBundleShortVersionString"] as? String) ?? "0.1.0"
+    }
+
+    /// The bundle copied into the app as the folder resource "Bundle", else the first bundle under
+    /// Documents/Bundles or Documents (Files app / Finder file sharing put them there).
+    func loadInitialBundle() {
+        guard engine == nil else { return }
+        if let url = AppModel.findBundle() {
+            open(url)
+        } else {
+            message = "No bundle in the app: copy one into ios_app/App/Bundle before building, or open a bundle "
+                + "folder from Files."
+        }
+    }
+
+    static func findBundle() -> URL? {
+        let fm = FileManager.default
+        func isBundle(_ u: URL) -> Bool { fm.fileExists(atPath: u.appendingPathComponent("manifest.json").path) }
+        if let res = Bundle.main.url(forResource: "Bundle", withExtension: nil), isBundle(res) { return res }
+        for base in [documents.appendingPathComponent("Bundles"), documents] {
+            if isBundle(base) { return base }
+            let items = (try? fm.contentsOfDirectory(at: base, includingPropertiesForKeys: nil)) ?? []
+            for d in items.sorted(by: { $0.lastPathComponent < $1.lastPathComponent }) where isBundle(d) { return d }
+        }
+        return nil
+    }
+
+    func open(_ url: URL) {
+        message = "Opening \(url.lastPathComponent)…"
+        let units = computeUnits
+        DispatchQueue.global(qos: .userInitiated).async {
+            let result = Result<Engine, Error>(catching: { try Engine(bundle: ModelBundle.open(url), computeUnits: units) })
+            DispatchQueue.main.async {
+                switch result {
+                case .success(let e):
+                    self.engine = e
+                    self.message = "\(e.bundle.model): \(e.spec)"
+                case .failure(let error):
+                    self.message = oneLine(error)
+                }
+            }
+        }
+    }
+
+    /// A bundle folder picked in Files: copied into Documents/Bundles (the pick's access does not last), then
+    /// opened.
+    func importBundle(from picked: URL) {
+        message = "Copying \(picked.lastPathComponent)…"
+        DispatchQueue.global(qos: .userInitiated).async {
+            let scoped = picked.startAccessingSecurityScopedResource()
+            defer { if scoped { picked.stopAccessingSecurityScopedResource() } }
+            let fm = FileManager.default
+            let dest = AppModel.documents.appendingPathComponent("Bundles", isDirectory: true)
+                .appendingPathComponent(picked.lastPathComponent, isDirectory: true)
+            do {
+                if picked.standardizedFileURL.path != dest.standardizedFileURL.path {
+                    try fm.createDirectory(at: dest.deletingLastPathComponent(), withIntermediateDirectories: true)
+                    if fm.fileExists(atPath: dest.path) { try fm.removeItem(at: dest) }
+                    try fm.copyItem(at: picked, to: dest)
+                }
+                DispatchQueue.main.async {
+                    self.engine = nil
+                    self.open(dest)
+                }
+            } catch {
+                DispatchQueue.main.async { self.message = "Cannot import \(picked.lastPathComponent): \(oneLine(error))" }
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+import Foundation
+
+/// The on-device benchmark with `clip-latency run`'s phases (the JVM core's `Benchmark`), in this order:
+/// `cold_load` (first load in the process) -> `first_inference` (first call, probe input 0) -> the handle is
+/// released -> `warm_load` -> `warmup` untimed calls -> `steady` (timed calls until both `runs` samples and
+/// `minSeconds` of timed work) -> `parity` (every probe input vs the bundle's reference embeddings) ->
+/// `done`. Each artifact gives one report record (`[String: Any]`, the schema's record).
+///
+/// Before `cold_load` the runtime's untimed `prepare` runs (Core ML compiles the package there, once,
+/// cached), so `load.cold_s` is the model load alone.
+public enum Benchmark {
+    /// Progress: artifact path, phase name (as clip-latency's worker), done / total during warmup and steady.
+    public typealias Progress = (_ artifact: String, _ phase: String, _ done: Int, _ total: Int) -> Void
+
+    public static let silent: Progress = { _, _, _, _ in }
+
+    /// Every artifact of `artifacts` (default: the bundle's): measured when `runtimes` has one that supports
+    /// it and it is the requested runtime (`settings.runtime`, or any when nil); listed as skipped otherwise.
+    public static func runAll(bundle: ModelBundle, runtimes: [EncoderRuntime], settings: BenchmarkSettings,
+                              memory: MemoryProbe, artifacts: [ModelBundle.Artifact]? = nil,
+                              progress: Progress? = nil,
+                              isCancelled: (() -> Bool)? = nil) throws -> [[String: Any]] {
+        try settings.validate()
+        var records: [[String: Any]] = []
+        for a in artifacts ?? bundle.artifacts {
+            let chosen = runtimes.first { rt in
+                rt.supports(a) && (settings.runtime == nil || settings.runtime == rt.name)
+            }
+            if let rt = chosen {
+                records.append(measure(bundle: bundle, artifact: a, runtime: rt, settings: settings, memory: memory,
+                                       progress: progress, isCancelled: isCancelled))
+            } else {
+                let rt = runtimeFor(a)
+                let why: String
+                if let requested = settings.runtime, requested != rt {
+                    why = "runtime not requested (runtime \(requested))"
+                } else {
+                    why = "no runtime for this artifact in this app"
+                }
+                records.append(skipped(bundle: bundle, artifact: a, runtime: rt, reason: why))
+            }
+        }
+        return records
+    }
+
+    /// The runtime name a skipped artifact is listed under.
+    static func runtimeFor(_ a: ModelBundle.Artifact) -> String {
+        switch a.target {
+        case "onnx": return "onnxruntime"
+        case "executorch", "executorch-coreml": return "executorch"
+        case "coreml": return "coreml"
+        default: return a.target
+        }
+    }
+
+    static func base(bundle: ModelBundle, artifact a: ModelBundle.Artifact, runtime: String,
+                     status: String) -> [String: Any] {
+        return ["id": a.path + "@" + runtime, "model": bundle.model, "artifact": a.path, "target": a.target,
+                "precision": a.precision, "encoder": a.encoder, "runtime": runtime, "status": status,
+                "reason": NSNull()]
+    }
+
+    public static func skipped(bundle: ModelBundle, artifact: ModelBundle.Artifact, runtime: String,
+                               reason: String) -> [String: Any] {
+        var r = base(bundle: bundle, artifact: artifact, runtime: runtime, status: "skipped")
+        r["reason"] = reason
+        return r
+    }
+
+    private static func run(_ s: EncoderSession, _ a: ModelBundle.Artifact, _ p: ModelBundle.Probe,
+                            _ index: Int) throws -> [Float] {
+        if a.isImage { return try s.encodeImage(p.images[index], size: p.imageSize) }
+        return try s.encodeText(p.tokenIds[index])
+    }
+
+    public static func measure(bundle: ModelBundle, artifact a: ModelBundle.Artifact, runtime rt: EncoderRuntime,
+                               settings: BenchmarkSettings, memory: MemoryProbe, progress: Progress? = nil,
+                               isCancelled: (() -> Bool)? = nil) -> [String: Any] {
+        let progress = progress ?? silent
+        var r = base(bundle: bundle, artifact: a, runtime: rt.name, status: "ok")
+        var phase = "start"
+        var session: EncoderSession?
+        defer { session?.close() }
+        func checkCancelled() throws {
+            if isCancelled?() == true { throw CLIPDeployError(.benchmark, "cancelled") }
+        }
+        do {
+            try settings.validate()
+            let p = try bundle.probe()
+            r["runtime_versions"] = rt.versions()
+            phase = "configure"
+            progress(a.path, phase, 0, 0)
+            rt.configure(threads: settings.threads)
+            r["runtime_options"] = rt.options()
+            phase = "prepare"
+            progress(a.path, phase, 0, 0)
+            try rt.prepare(a)
+
+            phase = "cold_load"
+            progress(a.path, phase, 0, 0)
+            var t0 = MonotonicClock.nanos()
+            session = try rt.load(a)
+            let cold = MonotonicClock.seconds(since: t0)
+            let afterLoad = memory.currentMb()
+
+            phase = "first_inference"
+            progress(a.path, phase, 0, 0)
+            t0 = MonotonicClock.nanos()
+            let y = try run(session!, a, p, 0)
+            let first = MonotonicClock.millis(since: t0)
+            if y.isEmpty { throw CLIPDeployError(.benchmark, "the artifact returned no embedding") }
+            _ = memory.currentMb()
+            session?.close()
+            session = nil
+
+            phase = "warm_load"
+            progress(a.path, phase, 0, 0)
+            t0 = MonotonicClock.nanos()
+            session = try rt.load(a)
+            let warm = MonotonicClock.seconds(since: t0)
+            let s = session!
+
+            phase = "warmup"
+            progress(a.path, phase, 0, settings.warmup)
+            for _ in 0..<settings.warmup { _ = try run(s, a, p, 0) }
+
+            phase = "steady"
+            var samples: [Double] = []
+            samples.reserveCapacity(settings.runs)
+            var total = 0.0
+            while samples.count < settings.runs || total < settings.minSeconds {
+                let t = MonotonicClock.nanos()
+                _ = try run(s, a, p, 0)
+                let ms = MonotonicClock.millis(since: t)
+                samples.append(ms)
+                total += ms / 1e3
+                if samples.count % 10 == 0 || samples.count == settings.runs {
+                    progress(a.path, phase, samples.count, settings.runs)
+                    _ = memory.currentMb()
+                    try checkCancelled()
+                }
+            }
+
+            phase = "parity"
+            progress(a.path, phase, 0, 0)
+            let n = a.isImage ? p.images.count : p.tokenIds.count
+            var got: [[Float]] = []
+            for k in 0..<n { got.append(try run(s, a, p, k)) }
+            let fig = try Parity.measure(reference: a.isImage ? p.refImage : p.refText, got: got,
+                                         otherTower: a.isImage ? p.refText : p.refImage)
+
+            r["phase_reached"] = "done"
+            r["load"] = ["import_s": NSNull(), "cold_s": cold, "warm_s": warm] as [String: Any]
+            r["first_inference_ms"] = first
+            let stats = try Stats.summarize(samples).toDictionary()
+            r["steady"] = ["warmup": settings.warmup, "work_factor": 1, "samples_ms": samples,
+                           "stats": stats, "seconds": total,
+                           "cpu_s": NSNull()] as [String: Any]
+            r["memory"] = ["peak_rss_mb": memory.peakMb(), "rss_after_load_mb": afterLoad,
+                           "source": memory.source] as [String: Any]
+            r["parity"] = fig.toDictionary()
+            r["export_parity"] = Json.orNull(a.parity)
+            r["flops"] = NSNull()
+            progress(a.path, "done", 0, 0)
+        } catch {
+            r["status"] = "error"
+            r["reason"] = "\(oneLine(error)) (in phase \(phase))"
+            r["phase_reached"] = phase
+            for k in ["load", "first_inference_ms", "steady", "memory", "parity"] { r.removeValue(forKey: k) }
+        }
+        return r
+    }
+
+    /// Whether a record passed the parity bars of its precision (nil when it has no parity figures).
+    public static func passes(_ record: [String: Any]) -> Bool? {
+        guard let par = record["parity"] as? [String: Any], let precision = record["precision"] as? String,
+              (try? Parity.Thresholds.of(precision)) != nil else { return nil }
+        let fig = Parity.Figures(maxAbs: Json.optionalNumber(par["max_abs"]) ?? .infinity,
+                                 cosineMin: Json.optionalNumber(par["cosine_min"]) ?? .nan,
+                                 cosineMean: Json.optionalNumber(par["cosine_mean"]) ?? .nan,
+                                 zeroShotAgreement: Json.optionalNumber(par["zero_shot_agreement"]) ?? 0,
+                                 n: (Json.optionalNumber(par["n"]).map { Int($0) }) ?? 0,
+                                 finite: Json.bool(par["finite"]) ?? false)
+        return (try? Parity.failures(fig, precision: precision))?.isEmpty
+    }
+}
