@@ -36,6 +36,22 @@ final class ParityGoldenTests: XCTestCase {
         }
     }
 
+    /// Mirrors StatsParityGoldenTest.failureNumbersAreFormattedLikePython.
+    func testFailureNumbersAreFormattedLikePython() throws {
+        XCTAssertEqual(Parity.formatG(3.1e-4, 3), "0.00031")
+        XCTAssertEqual(Parity.formatG(1.234e-5, 3), "1.23e-05")
+        XCTAssertEqual(Parity.formatG(1.0, 3), "1")
+        XCTAssertEqual(Parity.formatG(0.05, 3), "0.05")
+        XCTAssertEqual(Parity.formatG(Double.infinity, 3), "inf")
+        let ref: [[Float]] = [[1, 0], [0, 1], [1, 1], [0, 1], [1, 0], [1, 0], [0, 1], [1, 0]]
+        var got = ref
+        got[0] = [0, 1]
+        let f = try Parity.measure(reference: ref, got: got, otherTower: [[1, 0], [0, 1]])
+        XCTAssertEqual(f.zeroShotAgreement, 0.875)
+        // 87.5 -> 88: half to even, as Python's format
+        XCTAssertTrue(try Parity.failures(f, precision: "fp32").contains("zero-shot top-1 agreement 88% < 100%"))
+    }
+
     func testParityIsNotCosineAlone() throws {
         let ref: [[Float]] = [[1, 0, 0], [0, 1, 0]]
         let scaled: [[Float]] = [[2, 0, 0], [0, 2, 0]]          // cosine 1, max abs 1
