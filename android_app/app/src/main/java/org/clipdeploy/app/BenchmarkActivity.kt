@@ -15,6 +15,7 @@ import java.io.File
 import java.util.concurrent.atomic.AtomicBoolean
 import kotlin.concurrent.thread
 import org.clipdeploy.core.LatencyReport
+import org.clipdeploy.core.BenchmarkRequest
 
 /**
  * The adb benchmark contract (docs/latency.md; driven by `clip-latency android`):
@@ -46,9 +47,9 @@ class BenchmarkActivity : AppCompatActivity() {
 
         val extras = extrasOf(intent)
         val defaultReport = File(getExternalFilesDir(null) ?: filesDir, "report.json")
-        val report = BenchmarkArgs.reportPath(extras, defaultReport)
+        val report = BenchmarkRequest.reportPath(extras, defaultReport)
         val args = try {
-            BenchmarkArgs.parse(extras, defaultReport, BundleLocator.find(this).firstOrNull())
+            BenchmarkRequest.parse(extras, defaultReport, BundleLocator.find(this).firstOrNull())
         } catch (e: IllegalArgumentException) {
             failAndFinish(report, e.message ?: "bad extras")
             return

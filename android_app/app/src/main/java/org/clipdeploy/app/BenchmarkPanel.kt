@@ -8,6 +8,7 @@ import android.widget.TextView
 import java.io.File
 import org.clipdeploy.core.Json
 import org.clipdeploy.core.LatencyReport
+import org.clipdeploy.core.BenchmarkRequest
 
 /**
  * The Benchmark tab: runs the bundle's probe set through [BenchmarkActivity] exactly as
@@ -30,12 +31,12 @@ class BenchmarkPanel(private val activity: MainActivity, root: View) {
     private fun run() {
         for (f in listOf(report, File(report.path + ".tmp"), File(report.path + ".error"))) f.delete()
         val intent = Intent(activity, BenchmarkActivity::class.java)
-            .putExtra(BenchmarkArgs.EXTRA_BUNDLE, activity.bundleDir().path)
-            .putExtra(BenchmarkArgs.EXTRA_RUNTIME, activity.selectedRuntime())
-            .putExtra(BenchmarkArgs.EXTRA_RUNS, number(runs, BenchmarkArgs.DEFAULT_RUNS))
-            .putExtra(BenchmarkArgs.EXTRA_WARMUP, number(warmup, BenchmarkArgs.DEFAULT_WARMUP))
-            .putExtra(BenchmarkArgs.EXTRA_THREADS, number(threads, 0))
-            .putExtra(BenchmarkArgs.EXTRA_REPORT, report.path)
+            .putExtra(BenchmarkRequest.EXTRA_BUNDLE, activity.bundleDir().path)
+            .putExtra(BenchmarkRequest.EXTRA_RUNTIME, activity.selectedRuntime())
+            .putExtra(BenchmarkRequest.EXTRA_RUNS, number(runs, BenchmarkRequest.DEFAULT_RUNS))
+            .putExtra(BenchmarkRequest.EXTRA_WARMUP, number(warmup, BenchmarkRequest.DEFAULT_WARMUP))
+            .putExtra(BenchmarkRequest.EXTRA_THREADS, number(threads, 0))
+            .putExtra(BenchmarkRequest.EXTRA_REPORT, report.path)
         table.text = "running …"
         activity.runBenchmark.launch(intent)
     }

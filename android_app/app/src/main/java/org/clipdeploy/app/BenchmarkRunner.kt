@@ -6,9 +6,9 @@ import org.clipdeploy.android.AndroidHostInfo
 import org.clipdeploy.android.AndroidMemoryProbe
 import org.clipdeploy.android.ClipPipeline
 import org.clipdeploy.core.Benchmark
-import org.clipdeploy.core.BenchmarkSettings
 import org.clipdeploy.core.Bundle
 import org.clipdeploy.core.LatencyReport
+import org.clipdeploy.core.BenchmarkRequest
 
 /** Runs the core benchmark (clip-latency run's phases) on one runtime and assembles the report. */
 object BenchmarkRunner {
@@ -16,13 +16,13 @@ object BenchmarkRunner {
     const val TOOL_NAME = "clipdeploy-android BenchmarkActivity"
 
     /**
-     * Every artifact of the bundle: those [BenchmarkArgs.runtime] runs are measured, the others listed as
+     * Every artifact of the bundle: those [BenchmarkRequest.runtime] runs are measured, the others listed as
      * skipped. Slow (minutes): call it off the main thread. [progress] gets one line per phase.
      */
-    fun run(context: Context, args: BenchmarkArgs, progress: (String) -> Unit): LatencyReport {
+    fun run(context: Context, args: BenchmarkRequest, progress: (String) -> Unit): LatencyReport {
         val bundle = Bundle.open(args.bundleDir)
         val runtime = ClipPipeline.runtime(args.runtime)
-        val settings = BenchmarkSettings(args.runtime, args.runs, args.warmup, args.threads)
+        val settings = args.settings()
         settings.validate()
         val memory = AndroidMemoryProbe()
         val listener = memory.sampling { artifact, phase, done, total ->

@@ -19,6 +19,7 @@ import java.util.concurrent.ExecutorService
 import java.util.concurrent.Executors
 import org.clipdeploy.android.ClipPipeline
 import org.clipdeploy.core.Bundle as ClipBundle
+import org.clipdeploy.core.BenchmarkRequest
 
 /**
  * The demo: a bundle bar (bundle directory + runtime + Load) over three tabs.
@@ -69,7 +70,7 @@ class MainActivity : AppCompatActivity() {
         runtimeSpinner = findViewById(R.id.runtime)
         status = findViewById(R.id.status)
         runtimeSpinner.adapter =
-            ArrayAdapter(this, android.R.layout.simple_spinner_dropdown_item, BenchmarkArgs.RUNTIMES)
+            ArrayAdapter(this, android.R.layout.simple_spinner_dropdown_item, BenchmarkRequest.RUNTIMES)
         panels = mapOf(
             R.id.tab_camera to findViewById(R.id.panel_camera),
             R.id.tab_search to findViewById(R.id.panel_search),
@@ -80,7 +81,7 @@ class MainActivity : AppCompatActivity() {
         bench = BenchmarkPanel(this, findViewById(R.id.panel_benchmark))
 
         val found = BundleLocator.find(this)
-        val initial = intent.getStringExtra(BenchmarkArgs.EXTRA_BUNDLE)
+        val initial = intent.getStringExtra(BenchmarkRequest.EXTRA_BUNDLE)
             ?: found.firstOrNull()?.path
             ?: "${BundleLocator.DEVICE_ROOT}/mobileclip_s0"
         bundlePath.setText(initial)
@@ -135,14 +136,14 @@ class MainActivity : AppCompatActivity() {
             old?.close()
             try {
                 val runtime = if (autoRuntime) {
-                    ClipPipeline.firstUsableRuntime(ClipBundle.open(dir), BenchmarkArgs.RUNTIMES) ?: requested
+                    ClipPipeline.firstUsableRuntime(ClipBundle.open(dir), BenchmarkRequest.RUNTIMES) ?: requested
                 } else {
                     requested
                 }
                 val p = ClipPipeline.open(dir, runtime)
                 pipeline = p
                 runOnUiThread {
-                    runtimeSpinner.setSelection(BenchmarkArgs.RUNTIMES.indexOf(runtime).coerceAtLeast(0))
+                    runtimeSpinner.setSelection(BenchmarkRequest.RUNTIMES.indexOf(runtime).coerceAtLeast(0))
                     status.text = "${p.bundle.model()} on ${p.runtime.name()}: ${p.imageArtifact.path}, ${p.textArtifact.path}"
                     camera.onPipeline(p)
                     search.onPipeline(p)

@@ -1,0 +1,109 @@
+package org.clipdeploy.core;
+
+import java.io.File;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The benchmark activity's intent extras, the contract {@code clip-latency android} drives
+ * (latency/android.py, docs/latency.md): {@code bundle} (string, a bundle directory on the device),
+ * {@code runtime} ("executorch" | "onnxruntime"), {@code runs}, {@code warmup}, {@code threads} (ints;
+ * 0 threads = the runtime's default) and {@code report} (string, a path). Parsed here, from the extras as a
+ * plain map, so that the contract is unit-tested on the JVM; the Android activity only copies its Bundle
+ * into a map. Bad extras raise {@link IllegalArgumentException} with a one-line message.
+ */
+public final class BenchmarkRequest {
+    public static final String EXTRA_BUNDLE = "bundle";
+    public static final String EXTRA_RUNTIME = "runtime";
+    public static final String EXTRA_RUNS = "runs";
+    public static final String EXTRA_WARMUP = "warmup";
+    public static final String EXTRA_THREADS = "threads";
+    public static final String EXTRA_REPORT = "report";
+
+    /** clip-latency's defaults. */
+    public static final String DEFAULT_RUNTIME = "executorch";
+    public static final int DEFAULT_RUNS = 50;
+    public static final int DEFAULT_WARMUP = 10;
+
+    /** The contract's runtimes; "reference" (the goldens' linear model) is also accepted, for tests. */
+    public static final List<String> RUNTIMES = Collections.unmodifiableList(Arrays.asList("executorch", "onnxruntime"));
+    private static final List<String> ACCEPTED = Arrays.asList("executorch", "onnxruntime", "reference");
+
+    public final File bundleDir;
+    public final String runtime;
+    public final int runs;
+    public final int warmup;
+    public final int threads;
+    public final File report;
+
+    public BenchmarkRequest(File bundleDir, String runtime, int runs, int warmup, int threads, File report) {
+        this.bundleDir = bundleDir;
+        this.runtime = runtime;
+        this.runs = runs;
+        this.warmup = warmup;
+        this.threads = threads;
+        this.report = report;
+    }
+
+    /** The core's settings for this request. */
+    public BenchmarkSettings settings() {
+        return new BenchmarkSettings(runtime, runs, warmup, threads);
+    }
+
+    /** Where the report goes: the {@code report} extra, else {@code defaultReport} (even when other extras are bad,
+     * so that the error line lands where the caller polls). */
+    public static File reportPath(Map<String, ?> extras, File defaultReport) {
+        Object v = extras.get(EXTRA_REPORT);
+        if (v instanceof String && !((String) v).trim().isEmpty()) return new File(((String) v).trim());
+        return defaultReport;
+    }
+
+    /** Reads and checks the extras. {@code defaultBundle} is used when there is no {@code bundle} extra. */
+    public static BenchmarkRequest parse(Map<String, ?> extras, File defaultReport, File defaultBundle) {
+        Object b = extras.get(EXTRA_BUNDLE);
+        File bundle = b instanceof String && !((String) b).trim().isEmpty() ? new File(((String) b).trim()) : defaultBundle;
+        if (bundle == null) {
+            throw new IllegalArgumentException("no bundle: pass --es bundle /data/local/tmp/clipdeploy/<model>");
+        }
+        Object r = extras.get(EXTRA_RUNTIME);
+        String runtime = r instanceof String && !((String) r).trim().isEmpty() ? ((String) r).trim() : DEFAULT_RUNTIME;
+        if (!ACCEPTED.contains(runtime)) {
+            throw new IllegalArgumentException("unknown runtime '" + runtime + "': use executorch or onnxruntime");
+        }
+        int runs = intExtra(extras, EXTRA_RUNS, DEFAULT_RUNS);
+        int warmup = intExtra(extras, EXTRA_WARMUP, DEFAULT_WARMUP);
+        int threads = intExtra(extras, EXTRA_THREADS, 0);
+        if (runs < 1) throw new IllegalArgumentException("runs must be at least 1, got " + runs);
+        if (warmup < 0) throw new IllegalArgumentException("warmup must be 0 or more, got " + warmup);
+        if (threads < 0) throw new IllegalArgumentException("threads must be 0 (the runtime's default) or more, got " + threads);
+        return new BenchmarkRequest(bundle, runtime, runs, warmup, threads, reportPath(extras, defaultReport));
+    }
+
+    /** An int extra: {@code --ei} gives an Integer, {@code --es}/{@code --el} a String/Long; all are accepted. */
+    private static int intExtra(Map<String, ?> extras, String key, int dflt) {
+        Object v = extras.get(key);
+        if (v == null) return dflt;
+        if (v instanceof Integer) return (Integer) v;
+        if (v instanceof Long) {
+            long l = (Long) v;
+            if (l < Integer.MIN_VALUE || l > Integer.MAX_VALUE) throw new IllegalArgumentException(key + " is out of range: " + l);
+            return (int) l;
+        }
+        if (v instanceof String) {
+            try {
+                return Integer.parseInt(((String) v).trim());
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException(key + " must be an integer, got '" + v + "'");
+            }
+        }
+        throw new IllegalArgumentException(key + " must be an integer (--ei " + key + " N), got " + v);
+    }
+
+    @Override
+    public String toString() {
+        return "BenchmarkRequest(bundle=" + bundleDir + ", runtime=" + runtime + ", runs=" + runs + ", warmup=" + warmup
+                + ", threads=" + threads + ", report=" + report + ")";
+    }
+}
