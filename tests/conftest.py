@@ -27,6 +27,22 @@ def interpreter_one_thread():
     coreml_ref.clear_cache()
 
 
+@pytest.fixture(scope="session")
+def jvm_classes(tmp_path_factory):
+    """The Android app's JVM core (android_app/clipdeploy-core) compiled with javac, as `make jvm-test` does."""
+    import shutil
+    import subprocess
+    javac = shutil.which("javac")
+    if javac is None:
+        pytest.skip("javac is not installed here (make jvm-test installs openjdk-17-jdk-headless)")
+    out = tmp_path_factory.mktemp("jvm")
+    srcs = sorted(str(p) for p in (REPO / "android_app" / "clipdeploy-core" / "src" / "main" / "java").rglob("*.java"))
+    r = subprocess.run([javac, "-encoding", "UTF-8", "--release", "8", "-Xlint:all,-options", "-Werror",
+                        "-d", str(out)] + srcs, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
 def read_reference_layout(name):
     """{key: (dtype name, shape)} from ../shared/reference/<name>.keys.tsv."""
     path = REFERENCE / f"{name}.keys.tsv"

@@ -220,3 +220,28 @@ def test_force_replaces_an_existing_bundle(tmp_path):
     m = export_bundle("mobileclip_s0", ["onnx"], random_weights=0, out=out, force=True, log=lambda *a: None)
     assert not (out / "old.txt").exists() and (out / "onnx-fp32" / "image_encoder.onnx").exists()
     assert [a["target"] for a in m["artifacts"]] == ["onnx", "onnx"]
+
+
+def test_jvm_core_reads_a_real_bundle(s0_bundle, jvm_classes, tmp_path):
+    """The apps' core on what clip-export wrote: its tokenizer (from the bundle's tokenizer files) gives the
+    probe's token ids, and its benchmark + report writer list every artifact (none runs on a plain JVM)."""
+    import subprocess
+
+    from clipdeploy.latency.report import validate_report
+    captions = json.loads((s0_bundle / "probe" / "captions.json").read_text())
+    r = subprocess.run(["java", "-cp", str(jvm_classes), "org.clipdeploy.core.TokenizeTool",
+                        str(s0_bundle / "tokenizer")], input=json.dumps(captions), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert np.array_equal(np.array(json.loads(r.stdout), dtype=np.int32), np.load(s0_bundle / "probe" / "token_ids.npy"))
+    report = tmp_path / "r.json"
+    r = subprocess.run(["java", "-cp", str(jvm_classes), "org.clipdeploy.core.ReportTool", str(s0_bundle),
+                        str(report), "3", "0"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = validate_report(json.loads(report.read_text()))
+    m = json.loads((s0_bundle / "manifest.json").read_text())
+    assert rep["bundle"]["model"] == "mobileclip_s0" and rep["bundle"]["manifest_created"] == m["created"]
+    assert sorted(x["artifact"] for x in rep["records"]) == sorted(a["path"] for a in m["artifacts"])
+    assert all(x["status"] == "skipped" and "not requested" in x["reason"] for x in rep["records"])
+    runtimes = {x["artifact"].split("/")[0]: x["runtime"] for x in rep["records"]}
+    assert runtimes["onnx-fp32"] == "onnxruntime" and runtimes["executorch-fp32"] == "executorch"

@@ -22,7 +22,6 @@ from clipdeploy.latency.stats import summarize
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDENS = REPO / "goldens"
-CORE = REPO / "android_app" / "clipdeploy-core"
 
 
 def _json(rel):
@@ -100,20 +99,6 @@ def test_golden_sample_report_is_valid_and_ingested(tmp_path, capsys):
             assert r["steady"]["stats"] == summarize(r["steady"]["samples_ms"])
     assert latency_main(["ingest", str(GOLDENS / "report_sample.json"), "--into", str(tmp_path)]) == 0
     assert "accepted" in capsys.readouterr().out
-
-
-@pytest.fixture(scope="module")
-def jvm_classes(tmp_path_factory):
-    """The JVM core compiled with javac (what `make jvm-test` compiles)."""
-    javac = shutil.which("javac")
-    if javac is None:
-        pytest.skip("javac is not installed here (make jvm-test installs openjdk-17-jdk-headless)")
-    out = tmp_path_factory.mktemp("jvm")
-    srcs = sorted(str(p) for p in (CORE / "src" / "main" / "java").rglob("*.java"))
-    r = subprocess.run([javac, "-encoding", "UTF-8", "--release", "8", "-Xlint:all,-options", "-Werror",
-                        "-d", str(out)] + srcs, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return out
 
 
 def _report_tool(classes, bundle, report, *args):

@@ -9,7 +9,7 @@ import java.util.Map;
  * {@code java -cp ... org.clipdeploy.core.ReportTool BUNDLE REPORT [runs] [warmup]}: the core's benchmark on a
  * plain JVM, with the {@link ReferenceRuntime} (the goldens' linear bundle), writing a report in the
  * clip-latency schema (source "jvm-core"). The Python suite validates and ingests what it writes, so the
- * report writer the apps use is checked against the schema here. Exit 0, 1 (an artifact failed), 2 (bad input).
+ * report writer the apps use is checked against the schema here. Exit 0 (skipped artifacts included), 1 (an artifact failed), 2 (bad input).
  */
 public final class ReportTool {
     private ReportTool() {}
@@ -35,7 +35,7 @@ public final class ReportTool {
             for (Map<String, Object> r : Benchmark.runAll(b, rts, s, new MemoryProbe.JvmHeap(),
                     (a, phase, done, total) -> System.err.println("[" + a + "] " + phase + (total > 0 ? " " + done + "/" + total : "")))) {
                 rep.addRecord(r);
-                failed |= !"ok".equals(r.get("status"));
+                failed |= "error".equals(r.get("status")) || "timeout".equals(r.get("status"));
             }
             rep.writeAtomically(report);
             System.out.println("wrote " + report + " (" + rep.records().size() + " records)");
