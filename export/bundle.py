@@ -2,6 +2,7 @@
 
     out/<model>/
       manifest.json                 the contract the latency harness and the apps read
+                                    (tokenizer/ and probe/ are written by clipdeploy.models.tokenizer / .probe)
       README.md                     model card: usage from Python, Swift, Kotlin
       tokenizer/                    vocab.json, merges.txt, bpe_simple_vocab_16e6.txt.gz, tokenizer.json
       probe/                        images (PNG + images.npy), captions.json, token_ids.npy (int32),
@@ -10,16 +11,12 @@
 """
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import platform
 import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
-
-import numpy as np
 
 from .targets import ExportInputError
 
@@ -66,53 +63,6 @@ def commit(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)
-
-
-def write_tokenizer(dest: Path, context_length: int) -> dict:
-    """vocab.json / merges.txt (HF CLIP format) and the original BPE file, so apps tokenize alike."""
-    from clipdeploy.models.tokenizer import EOT_ID, PAD_ID, SOT_ID, _tokenizer, bpe_vocab_path
-    tok = _tokenizer(context_length)
-    dest.mkdir(parents=True, exist_ok=True)
-    # HF CLIP spells the special tokens <|startoftext|>/<|endoftext|> (open_clip: <start_of_text>);
-    # ids are the same, and the HF spelling is what Swift/Kotlin CLIP tokenizers look up.
-    hf_names = {SOT_ID: "<|startoftext|>", EOT_ID: "<|endoftext|>"}
-    vocab = {hf_names.get(i, t): i for t, i in tok.encoder.items()}
-    (dest / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    merges = sorted(tok.bpe_ranks.items(), key=lambda kv: kv[1])
-    (dest / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for (a, b), _ in merges),
-                                     encoding="utf-8")
-    shutil.copyfile(bpe_vocab_path(), dest / Path(bpe_vocab_path()).name)
-    cfg = {"type": "openai-clip-bpe", "sot_token_id": SOT_ID, "eot_token_id": EOT_ID,
-           "pad_token_id": PAD_ID, "sot_token": "<|startoftext|>", "eot_token": "<|endoftext|>",
-           "context_length": context_length, "lowercase": True,
-           "clean": "ftfy + html unescape + whitespace collapse", "input_dtype": "int32",
-           "truncation": "keep the first 76 tokens, EOT last", "vocab_size": len(tok.encoder),
-           "merges_count": len(merges)}
-    (dest / "tokenizer.json").write_text(json.dumps(cfg, indent=2))
-    # file paths last: they are what the apps open (a count under the same key once hid the merges path)
-    return {**cfg, "config": "tokenizer/tokenizer.json", "vocab": "tokenizer/vocab.json",
-            "merges": "tokenizer/merges.txt", "bpe": f"tokenizer/{Path(bpe_vocab_path()).name}"}
-
-
-def write_probe(dest: Path, images: np.ndarray, captions: list, ids: np.ndarray,
-                ref_image: np.ndarray, ref_text: np.ndarray) -> dict:
-    from PIL import Image
-    dest.mkdir(parents=True, exist_ok=True)
-    names = []
-    for i, img in enumerate(images):
-        arr = (np.clip(img.transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8)
-        name = f"image_{i}.png"
-        Image.fromarray(arr).save(dest / name)
-        names.append(f"probe/{name}")
-    np.save(dest / "images.npy", images.astype(np.float32))
-    np.save(dest / "token_ids.npy", ids.astype(np.int32))
-    np.save(dest / "image_embeddings.npy", ref_image.astype(np.float32))
-    np.save(dest / "text_embeddings.npy", ref_text.astype(np.float32))
-    (dest / "captions.json").write_text(json.dumps(captions, ensure_ascii=False, indent=1))
-    return {"images_png": names, "images": "probe/images.npy", "captions": "probe/captions.json",
-            "token_ids": "probe/token_ids.npy",
-            "reference": {"image": "probe/image_embeddings.npy", "text": "probe/text_embeddings.npy"},
-            "note": "images.npy is the exact float32 input the reference saw; the PNGs are 8-bit copies"}
 
 
 def model_card(manifest: dict) -> str:

@@ -81,7 +81,8 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
     """Write the bundle for ``model``; returns the manifest. Raises on any failed gate, leaving
     ``out`` untouched."""
     from clipdeploy.models import load_model
-    from clipdeploy.models.probe import PROBE_CAPTIONS, probe_images
+    from clipdeploy.models.probe import PROBE_CAPTIONS, probe_images, write_probe_files
+    from clipdeploy.models.tokenizer import write_tokenizer_files
     from clipdeploy.reparam import reparameterize
 
     plan = resolve(targets, precision)                       # bad target/precision: fail before work
@@ -130,8 +131,8 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                 "folds_by_kind": report.folds_by_kind, "batchnorm": report.batchnorm,
                 "train_time_modules": report.train_time_modules, "parity": report.parity},
             "versions": bundle_mod.versions(),
-            "tokenizer": bundle_mod.write_tokenizer(tmp / "tokenizer", spec.context_length),
-            "probe": bundle_mod.write_probe(tmp / "probe", images_np, PROBE_CAPTIONS, ids_np,
+            "tokenizer": write_tokenizer_files(tmp / "tokenizer", spec.context_length),
+            "probe": write_probe_files(tmp / "probe", images_np, PROBE_CAPTIONS, ids_np,
                                             ref_image, ref_text),
             "artifacts": [],
         }

@@ -214,7 +214,7 @@ def zeroshot_golden() -> dict:
 
 def report_golden() -> dict:
     """A device report as the apps write it (validated against the schema here)."""
-    from .report import normalize_report, validate_report
+    from .report import validate_report
     from .stats import summarize
     text = [9.8, 9.6, 10.1, 9.7, 12.0, 9.9, 10.0, 9.5]
     image = [14.1, 13.9, 14.4, 14.0, 15.2, 14.2, 13.8, 14.6]
@@ -259,7 +259,6 @@ def report_golden() -> dict:
                 "reason": "runtime not requested (runtime executorch)"},
            ]}
     validate_report(rep)
-    normalize_report(rep)
     return rep
 
 
@@ -280,9 +279,8 @@ def linear_embed_text(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def bundle_golden(dest: Path) -> None:
-    from clipdeploy.export.bundle import write_probe, write_tokenizer  # noqa: F401 (same writers as export)
-    from clipdeploy.models.probe import PROBE_CAPTIONS, probe_images
-    from clipdeploy.models.tokenizer import tokenize
+    from clipdeploy.models.probe import PROBE_CAPTIONS, probe_images, write_probe_files
+    from clipdeploy.models.tokenizer import tokenize, write_tokenizer_files
     r, d, v = LINEAR_IMAGE_SIZE, LINEAR_DIM, LINEAR_VOCAB
     dest.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1234)
@@ -291,13 +289,9 @@ def bundle_golden(dest: Path) -> None:
     images = probe_images(r, 6).numpy().astype(np.float32)
     ids = tokenize(PROBE_CAPTIONS).numpy()
     ref_i, ref_t = linear_embed_image(w, images), linear_embed_text(table, ids)
-    tok = write_tokenizer(dest / "tokenizer", 77)
-    bpe = dest / tok.pop("bpe")
-    bpe.unlink()                                      # the gzip BPE file: the apps read vocab.json + merges.txt
-    probe = write_probe(dest / "probe", images, list(PROBE_CAPTIONS), ids, ref_i, ref_t)
-    for p in (dest / "probe").glob("image_*.png"):
-        p.unlink()
-    probe.pop("images_png")
+    # the apps read vocab.json + merges.txt (no gzip BPE file) and the .npy probe arrays (no PNG copies)
+    tok = write_tokenizer_files(dest / "tokenizer", 77, bpe_file=False)
+    probe = write_probe_files(dest / "probe", images, list(PROBE_CAPTIONS), ids, ref_i, ref_t, pngs=False)
     (dest / "reference-fp32").mkdir(exist_ok=True)
     np.save(dest / "reference-fp32" / "image_encoder.npy", w)
     np.save(dest / "reference-fp32" / "text_encoder.npy", table)

@@ -6,8 +6,11 @@ features), and captions of different lengths, including the empty one.
 """
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
+import numpy as np
 import torch
 
 PROBE_CAPTIONS = [
@@ -47,3 +50,29 @@ def probe_pil_images(size: int, n: int = 6):
     """The probe images as PIL images (for preprocessing demos)."""
     from torchvision.transforms.functional import to_pil_image
     return [to_pil_image(x) for x in probe_images(size, n)]
+
+
+def write_probe_files(dest: Path, images: np.ndarray, captions: list, ids: np.ndarray,
+                      ref_image: np.ndarray, ref_text: np.ndarray, pngs: bool = True) -> dict:
+    """The probe set as a bundle stores it (``probe/``): inputs and reference embeddings as ``.npy``, the
+    captions, and (``pngs``) 8-bit PNG copies of the images. Returns the manifest's ``probe`` block."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    block = {}
+    if pngs:
+        from PIL import Image
+        names = []
+        for i, img in enumerate(images):
+            arr = (np.clip(img.transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8)
+            Image.fromarray(arr).save(dest / f"image_{i}.png")
+            names.append(f"probe/image_{i}.png")
+        block["images_png"] = names
+    np.save(dest / "images.npy", images.astype(np.float32))
+    np.save(dest / "token_ids.npy", ids.astype(np.int32))
+    np.save(dest / "image_embeddings.npy", ref_image.astype(np.float32))
+    np.save(dest / "text_embeddings.npy", ref_text.astype(np.float32))
+    (dest / "captions.json").write_text(json.dumps(captions, ensure_ascii=False, indent=1))
+    block.update({"images": "probe/images.npy", "captions": "probe/captions.json", "token_ids": "probe/token_ids.npy",
+                  "reference": {"image": "probe/image_embeddings.npy", "text": "probe/text_embeddings.npy"},
+                  "note": "images.npy is the exact float32 input the reference saw; the PNGs are 8-bit copies"})
+    return block

@@ -33,8 +33,8 @@ def jvm_classes(tmp_path_factory):
     import shutil
     import subprocess
     javac = shutil.which("javac")
-    if javac is None:
-        pytest.skip("javac is not installed here (make jvm-test installs openjdk-17-jdk-headless)")
+    if javac is None:   # make test runs `make jvm-deps` first, so this only happens outside it
+        pytest.fail("javac is not installed: run `make jvm-deps` (Debian's openjdk-17-jdk-headless and junit4)")
     out = tmp_path_factory.mktemp("jvm")
     srcs = sorted(str(p) for p in (REPO / "android_app" / "clipdeploy-core" / "src" / "main" / "java").rglob("*.java"))
     r = subprocess.run([javac, "-encoding", "UTF-8", "--release", "8", "-Xlint:all,-options", "-Werror",

@@ -135,7 +135,8 @@ def test_latency_package_does_not_import_export():
     code = ("import sys, clipdeploy.latency.cli, clipdeploy.latency.harness, clipdeploy.latency.worker, "
             "clipdeploy.latency.runtimes, clipdeploy.latency.compare, clipdeploy.latency.htmlreport, "
             "clipdeploy.latency.android, clipdeploy.latency.ingest, clipdeploy.latency.verify, "
-            "clipdeploy.latency.coreml_ref, clipdeploy.latency.milblob\n"
+            "clipdeploy.latency.coreml_ref, clipdeploy.latency.milblob, clipdeploy.latency.goldens, tempfile\n"
+            "clipdeploy.latency.goldens.bundle_golden(__import__('pathlib').Path(tempfile.mkdtemp()) / 'b')\n"
             "assert not [m for m in sys.modules if m.startswith('clipdeploy.export')], 'export imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
