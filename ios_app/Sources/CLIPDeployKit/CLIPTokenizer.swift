@@ -78,19 +78,15 @@ public final class CLIPTokenizer: CustomStringConvertible {
 
     public var vocabSize: Int { encoder.count }
 
-    /// SOT, the BPE ids, EOT; truncated to the context length with EOT last (open_clip:
-    /// `tokens[:context_length]`, the last replaced by EOT); padded with 0.
+    /// SOT, the BPE ids, EOT, padded with 0. Over-long text keeps the first `contextLength - 2` ids, so EOT
+    /// stays last (open_clip: `tokens[:context_length]` with the last replaced by EOT).
     public func tokenize(_ text: String) throws -> [Int32] {
         let bpe = try encode(text)
         var out = [Int32](repeating: CLIPTokenizer.pad, count: contextLength)
         out[0] = CLIPTokenizer.sot
-        if bpe.count + 2 > contextLength {
-            for k in 0..<(contextLength - 1) { out[k + 1] = bpe[k] }
-            out[contextLength - 1] = CLIPTokenizer.eot
-        } else {
-            for k in 0..<bpe.count { out[k + 1] = bpe[k] }
-            out[bpe.count + 1] = CLIPTokenizer.eot
-        }
+        let n = Swift.min(bpe.count, contextLength - 2)
+        for k in 0..<n { out[k + 1] = bpe[k] }
+        out[n + 1] = CLIPTokenizer.eot
         return out
     }
 

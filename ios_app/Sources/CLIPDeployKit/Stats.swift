@@ -33,43 +33,14 @@ public enum Stats {
         }
         let x = samples.sorted()
         let n = x.count
-        let mean = pairwiseSum(samples, 0, n) / Double(n)
+        let mean = samples.reduce(0, +) / Double(n)
         var ss = 0.0
         for v in samples { ss += (v - mean) * (v - mean) }
         let std = n > 1 ? (ss / Double(n - 1)).squareRoot() : 0.0
         let k = Int((0.1 * Double(n)).rounded(.down))
-        let trimmed = pairwiseSum(x, k, n - k) / Double(n - 2 * k)
+        let trimmed = x[k..<(n - k)].reduce(0, +) / Double(n - 2 * k)
         return Summary(n: n, median: percentile(x, 50), p90: percentile(x, 90), p95: percentile(x, 95),
                        p99: percentile(x, 99), min: x[0], max: x[n - 1], mean: mean, std: std,
                        trimmedMean: trimmed)
-    }
-
-    /// numpy's pairwise summation (blocks of 8 unrolled below 128 elements), so means agree with numpy's
-    /// to the last bit more often than a plain loop.
-    static func pairwiseSum(_ a: [Double], _ from: Int, _ to: Int) -> Double {
-        let n = to - from
-        if n < 8 {
-            var s = 0.0
-            for i in from..<Swift.max(from, to) { s += a[i] }
-            return s
-        }
-        if n <= 128 {
-            var r = [Double](repeating: 0, count: 8)
-            for j in 0..<8 { r[j] = a[from + j] }
-            var i = 8
-            while i < n - (n % 8) {
-                for j in 0..<8 { r[j] += a[from + i + j] }
-                i += 8
-            }
-            var res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
-            while i < n {
-                res += a[from + i]
-                i += 1
-            }
-            return res
-        }
-        var n2 = n / 2
-        n2 -= n2 % 8
-        return pairwiseSum(a, from, from + n2) + pairwiseSum(a, from + n2, to)
     }
 }

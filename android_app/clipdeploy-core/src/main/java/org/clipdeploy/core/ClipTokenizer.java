@@ -8,7 +8,6 @@ import java.io.InputStream;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -85,20 +84,15 @@ public final class ClipTokenizer {
         return encoder.size();
     }
 
-    /** SOT, the BPE ids, EOT; truncated to the context length with EOT last; padded with 0. */
+    /** SOT, the BPE ids, EOT, padded with 0. Over-long text keeps the first contextLength - 2 ids, so EOT stays
+     * last (open_clip: tokens[:context_length] with the last replaced by EOT). */
     public int[] tokenize(String text) {
         int[] bpe = encode(text);
         int[] out = new int[contextLength];
-        out[0] = SOT;
         int n = Math.min(bpe.length, contextLength - 2);
+        out[0] = SOT;
         System.arraycopy(bpe, 0, out, 1, n);
-        if (bpe.length + 2 > contextLength) {
-            // open_clip: tokens[:context_length] with the last replaced by EOT
-            System.arraycopy(bpe, 0, out, 1, contextLength - 1);
-            out[contextLength - 1] = EOT;
-        } else {
-            out[n + 1] = EOT;
-        }
+        out[n + 1] = EOT;
         return out;
     }
 
@@ -248,7 +242,4 @@ public final class ClipTokenizer {
         return "ClipTokenizer(vocab " + encoder.size() + ", merges " + ranks.size() + ", context " + contextLength + ")";
     }
 
-    static String describe(int[] ids) {
-        return Arrays.toString(ids);
-    }
 }

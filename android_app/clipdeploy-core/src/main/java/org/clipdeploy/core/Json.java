@@ -312,7 +312,7 @@ public final class Json {
         } else if (v instanceof Double || v instanceof Float) {
             double d = ((Number) v).doubleValue();
             if (Double.isNaN(d) || Double.isInfinite(d)) b.append("null");
-            else b.append(formatDouble(d));
+            else b.append(Double.toString(d));   // shortest round-trip decimal; JSON accepts 1.0E-5
         } else if (v instanceof Number) {
             b.append(((Number) v).longValue());
         } else if (v instanceof Map) {
@@ -355,13 +355,6 @@ public final class Json {
         } else {
             throw new JsonException("cannot write " + v.getClass().getName() + " as JSON");
         }
-    }
-
-    /** Shortest round-trip decimal of a double (Java's Double.toString), integral values keep ".0". */
-    static String formatDouble(double d) {
-        String t = Double.toString(d);
-        // Double.toString writes 1.0E-5; JSON accepts the exponent form as it is
-        return t;
     }
 
     private static void quote(StringBuilder b, String s) {

@@ -106,7 +106,7 @@ public final class Parity {
         List<String> out = new ArrayList<>();
         if (!f.finite) out.add("non-finite outputs");
         if (!(f.maxAbs <= maxAbs)) {
-            out.add("max abs error " + pyG3(f.maxAbs) + " > " + fmt(maxAbs));
+            out.add("max abs error " + pyG(f.maxAbs, 3) + " > " + pyG(maxAbs, 6));
         }
         if (minCos != null && !(f.cosineMin >= minCos)) {
             out.add("min cosine " + (Double.isNaN(f.cosineMin) ? "nan" : String.format(Locale.ROOT, "%.6f", f.cosineMin))
@@ -118,11 +118,12 @@ public final class Parity {
         return out;
     }
 
-    /** Python's {@code format(v, '.3g')}: 3 significant digits, trailing zeros dropped, inf/nan spelled lowercase. */
-    static String pyG3(double v) {
+    /** Python's {@code format(v, '.Ng')} ({@code 'g'} is N = 6): N significant digits, trailing zeros dropped,
+     * inf/nan spelled lowercase. */
+    static String pyG(double v, int digits) {
         if (Double.isNaN(v)) return "nan";
         if (Double.isInfinite(v)) return v > 0 ? "inf" : "-inf";
-        String t = String.format(Locale.ROOT, "%.3g", v);
+        String t = String.format(Locale.ROOT, "%." + digits + "g", v);
         int e = t.indexOf('e');
         String mant = e < 0 ? t : t.substring(0, e), exp = e < 0 ? "" : t.substring(e);
         if (mant.indexOf('.') >= 0) {
@@ -132,7 +133,4 @@ public final class Parity {
         return mant + exp;
     }
 
-    private static String fmt(double v) {
-        return v == 1e-5 ? "1e-05" : String.valueOf(v);
-    }
 }

@@ -52,54 +52,47 @@ public final class Preprocess {
         return out;
     }
 
-    /** Pillow's {@code Image.resize(size, filter)} for RGB images. */
+    /** Pillow's {@code Image.resize(size, filter)} for RGB images: horizontal pass, then vertical, each only when
+     * that size changes. */
     public static RgbImage resize(RgbImage im, int outW, int outH, Interpolation filter) {
         if (outW <= 0 || outH <= 0) throw new IllegalArgumentException("bad output size " + outW + "x" + outH);
         RgbImage cur = im;
-        if (outW != im.width) {
-            Coeffs c = coeffs(im.width, outW, filter);
-            byte[] out = new byte[outW * im.height * 3];
-            for (int y = 0; y < im.height; y++) {
-                int row = y * im.width * 3;
-                for (int x = 0; x < outW; x++) {
-                    int min = c.bounds[2 * x], len = c.bounds[2 * x + 1], k0 = x * c.ksize;
-                    int s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-                    for (int j = 0; j < len; j++) {
-                        int w = c.k[k0 + j], p = row + (min + j) * 3;
-                        s0 += (im.rgb[p] & 0xff) * w;
-                        s1 += (im.rgb[p + 1] & 0xff) * w;
-                        s2 += (im.rgb[p + 2] & 0xff) * w;
-                    }
-                    int d = (y * outW + x) * 3;
-                    out[d] = clip8(s0);
-                    out[d + 1] = clip8(s1);
-                    out[d + 2] = clip8(s2);
-                }
-            }
-            cur = new RgbImage(outW, im.height, out);
+        if (outW != cur.width) {
+            // along x: one line per row, pixels 3 bytes apart
+            byte[] out = new byte[outW * cur.height * 3];
+            pass(cur.rgb, out, coeffs(cur.width, outW, filter), cur.height, cur.width * 3, 3, outW * 3, 3);
+            cur = new RgbImage(outW, cur.height, out);
         }
         if (outH != cur.height) {
-            Coeffs c = coeffs(cur.height, outH, filter);
+            // along y: one line per column, pixels a row apart
             byte[] out = new byte[outW * outH * 3];
-            for (int y = 0; y < outH; y++) {
-                int min = c.bounds[2 * y], len = c.bounds[2 * y + 1], k0 = y * c.ksize;
-                for (int x = 0; x < outW; x++) {
-                    int s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-                    for (int j = 0; j < len; j++) {
-                        int w = c.k[k0 + j], p = ((min + j) * outW + x) * 3;
-                        s0 += (cur.rgb[p] & 0xff) * w;
-                        s1 += (cur.rgb[p + 1] & 0xff) * w;
-                        s2 += (cur.rgb[p + 2] & 0xff) * w;
-                    }
-                    int d = (y * outW + x) * 3;
-                    out[d] = clip8(s0);
-                    out[d + 1] = clip8(s1);
-                    out[d + 2] = clip8(s2);
-                }
-            }
+            pass(cur.rgb, out, coeffs(cur.height, outH, filter), outW, 3, outW * 3, 3, outW * 3);
             cur = new RgbImage(outW, outH, out);
         }
         return cur == im ? new RgbImage(im.width, im.height, im.rgb.clone()) : cur;
+    }
+
+    /** One resampling pass over {@code lines} lines: line {@code l}'s pixel {@code i} is at
+     * {@code l * lineStep + i * pixelStep} in {@code src} (and with the {@code out} steps in {@code dst}). */
+    private static void pass(byte[] src, byte[] dst, Coeffs c, int lines, int lineStep, int pixelStep,
+                             int outLineStep, int outPixelStep) {
+        int outLen = c.bounds.length / 2;
+        for (int l = 0; l < lines; l++) {
+            for (int o = 0; o < outLen; o++) {
+                int min = c.bounds[2 * o], len = c.bounds[2 * o + 1], k0 = o * c.ksize;
+                int s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+                for (int j = 0; j < len; j++) {
+                    int w = c.k[k0 + j], p = l * lineStep + (min + j) * pixelStep;
+                    s0 += (src[p] & 0xff) * w;
+                    s1 += (src[p + 1] & 0xff) * w;
+                    s2 += (src[p + 2] & 0xff) * w;
+                }
+                int d = l * outLineStep + o * outPixelStep;
+                dst[d] = clip8(s0);
+                dst[d + 1] = clip8(s1);
+                dst[d + 2] = clip8(s2);
+            }
+        }
     }
 
     private static byte clip8(int acc) {

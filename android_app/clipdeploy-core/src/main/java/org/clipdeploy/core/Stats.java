@@ -63,37 +63,17 @@ public final class Stats {
         double[] x = samples.clone();
         Arrays.sort(x);
         int n = x.length;
-        double mean = pairwiseSum(samples, 0, n) / n;
+        double mean = 0;
+        for (double v : samples) mean += v;
+        mean /= n;
         double ss = 0;
         for (double v : samples) ss += (v - mean) * (v - mean);
         double std = n > 1 ? Math.sqrt(ss / (n - 1)) : 0.0;
         int k = (int) Math.floor(0.1 * n);
-        double trimmed = pairwiseSum(x, k, n - k) / (n - 2 * k);
+        double trimmed = 0;
+        for (int i = k; i < n - k; i++) trimmed += x[i];
+        trimmed /= n - 2 * k;
         return new Summary(n, percentile(x, 50), percentile(x, 90), percentile(x, 95), percentile(x, 99), x[0],
                 x[n - 1], mean, std, trimmed);
-    }
-
-    /** numpy's pairwise summation (blocks of 8 unrolled below 128 elements), so means agree to the last bit more often. */
-    static double pairwiseSum(double[] a, int from, int to) {
-        int n = to - from;
-        if (n < 8) {
-            double s = 0;
-            for (int i = from; i < to; i++) s += a[i];
-            return s;
-        }
-        if (n <= 128) {
-            double[] r = new double[8];
-            for (int j = 0; j < 8; j++) r[j] = a[from + j];
-            int i;
-            for (i = 8; i < n - (n % 8); i += 8) {
-                for (int j = 0; j < 8; j++) r[j] += a[from + i + j];
-            }
-            double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-            for (; i < n; i++) res += a[from + i];
-            return res;
-        }
-        int n2 = n / 2;
-        n2 -= n2 % 8;
-        return pairwiseSum(a, from, from + n2) + pairwiseSum(a, from + n2, to);
     }
 }

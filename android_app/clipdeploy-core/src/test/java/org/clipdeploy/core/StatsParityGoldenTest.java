@@ -76,11 +76,13 @@ public class StatsParityGoldenTest {
 
     @Test
     public void failureNumbersAreFormattedLikePython() {
-        assertEquals("0.00031", Parity.pyG3(3.1e-4));
-        assertEquals("1.23e-05", Parity.pyG3(1.234e-5));
-        assertEquals("1", Parity.pyG3(1.0));
-        assertEquals("0.05", Parity.pyG3(0.05));
-        assertEquals("inf", Parity.pyG3(Double.POSITIVE_INFINITY));
+        assertEquals("0.00031", Parity.pyG(3.1e-4, 3));
+        assertEquals("1.23e-05", Parity.pyG(1.234e-5, 3));
+        assertEquals("1", Parity.pyG(1.0, 3));
+        assertEquals("0.05", Parity.pyG(0.05, 3));
+        assertEquals("inf", Parity.pyG(Double.POSITIVE_INFINITY, 3));
+        assertEquals("1e-05", Parity.pyG(1e-5, 6));      // the bars, as Python's {:g}
+        assertEquals("0.002", Parity.pyG(2e-3, 6));
         Parity.Figures f = Parity.measure(new float[][] {{1, 0}, {0, 1}, {1, 1}, {0, 1}, {1, 0}, {1, 0}, {0, 1}, {1, 0}},
                 new float[][] {{0, 1}, {0, 1}, {1, 1}, {0, 1}, {1, 0}, {1, 0}, {0, 1}, {1, 0}}, new float[][] {{1, 0}, {0, 1}});
         assertEquals(0.875, f.zeroShotAgreement, 0);
