@@ -1,8 +1,12 @@
 """``clip-export``: write a verified artifact bundle.
 
     clip-export --model mobileclip_s0 --target coreml|onnx|executorch|executorch-coreml|all
-                [--checkpoint PATH|URL] [--random-weights SEED] [--precision fp32|fp16]
-                [--ios 16|17|18] [--out DIR] [--force] [--json]
+                [--checkpoint PATH|URL] [--random-weights SEED] [--precision fp32|fp16|int8]
+                [--accept-degraded] [--ios 16|17|18] [--out DIR] [--force] [--json]
+
+``--precision int8`` writes each target's float artifact and its int8 variant (calibrated on the probe
+set), compares them (size, latency here, parity) in the manifest's ``precision_tradeoffs`` and marks
+the int8 one ``default`` only where it passed its bars and ran faster.
 """
 from __future__ import annotations
 
@@ -21,7 +25,11 @@ def _parser():
     g = p.add_mutually_exclusive_group()
     g.add_argument("--checkpoint", help="local file or http(s) URL (default: official weights)")
     g.add_argument("--random-weights", type=int, metavar="SEED", help="seeded test weights, offline")
-    p.add_argument("--precision", help="fp32 or fp16 (default per target: Core ML fp16, others fp32)")
+    p.add_argument("--precision", help="fp32, fp16 or int8 (default per target: Core ML fp16, others "
+                                       "fp32; int8 also writes the float artifact it is compared with)")
+    p.add_argument("--accept-degraded", action="store_true",
+                   help="write an int8 artifact that misses its parity bars (cosine >= 0.999, zero-shot "
+                        ">= 99%%) anyway, with a warning; it is never the default")
     p.add_argument("--ios", type=int, default=17, help="Core ML minimum deployment target: 16, 17, 18")
     p.add_argument("--out", help="bundle directory (default out/<model>)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
@@ -41,13 +49,14 @@ def main(argv=None) -> int:
         from clipdeploy.models import get_spec
 
         get_spec(args.model)
-        if args.precision not in (None, "fp32", "fp16"):
-            raise ExportInputError(f"unknown precision '{args.precision}': use fp32 or fp16")
+        if args.precision not in (None, "fp32", "fp16", "int8"):
+            raise ExportInputError(f"unknown precision '{args.precision}': use fp32, fp16 or int8")
         if args.ios not in (16, 17, 18):
             raise ExportInputError(f"--ios {args.ios} is not supported: use 16, 17 or 18")
         try:
             manifest = export_bundle(args.model, args.target, args.precision, args.checkpoint,
-                                     args.random_weights, args.out, args.force, args.ios, log)
+                                     args.random_weights, args.out, args.force, args.ios, log,
+                                     accept_degraded=args.accept_degraded)
         except BackendUnavailable as e:
             raise ExportInputError(str(e)) from None
         except ParityError as e:

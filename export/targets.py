@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 
+from clipdeploy.latency.parity import QUANTIZED
 from clipdeploy.models.errors import ClipDeployError
 
 # target -> (module, class, default precision)
@@ -31,7 +32,9 @@ def backend(target: str):
 
 
 def resolve(targets: list, precision: str = None) -> list:
-    """[(target, precision)] for the request; checks each target can write that precision."""
+    """[(target, precision)] for the request; checks each target can write that precision. A quantized
+    precision brings the target's default float precision along: the bundle keeps both, and the
+    quantized one is the default only where it passed its gate and ran faster (see the pipeline)."""
     names = []
     for t in targets:
         names.extend(ALL if t == "all" else [t])
@@ -43,5 +46,7 @@ def resolve(targets: list, precision: str = None) -> list:
             raise ExportInputError(
                 f"target '{t}' cannot write {p} artifacts (it supports {', '.join(b.precisions)}); "
                 f"drop --precision or choose {' or '.join(b.precisions)}")
+        if p in QUANTIZED:                 # the float artifact it is measured against (and falls back to)
+            out.append((t, TARGETS[t][2]))
         out.append((t, p))
     return out

@@ -138,7 +138,7 @@ def test_xnnpack_corrupted_artifact_fails_parity(xnn_artifacts, probe_reference,
 
 
 def test_xnnpack_fp16_unavailable_and_not_coreml(xnn_artifacts):
-    with pytest.raises(BackendUnavailable, match="fp32 only"):
+    with pytest.raises(BackendUnavailable, match="fp32 or int8"):
         ExecuTorchBackend().check_available("fp16")
     with pytest.raises(ValueError, match="no CoreMLBackend delegate"):
         structural_check(xnn_artifacts("mobileclip_s0")["image"][0].path)

@@ -48,6 +48,11 @@ class Backend:
         the float32 embeddings [N, D]. Artifacts with a static batch of 1 are run row by row."""
         raise NotImplementedError
 
+    def open(self, path: Path):
+        """Load the saved artifact once and return ``call(x)`` that runs one input batch (numpy) and
+        returns the embeddings; used to time precision variants against each other at export time."""
+        raise BackendUnavailable(f"{self.name}: artifacts cannot run on this host")
+
     def reference_run(self, path: Path, inputs: np.ndarray) -> tuple:
         """Where ``can_run_here`` is False: evaluate the *saved* artifact with a reference
         implementation of its format (not the device's kernels) -> ``(embeddings [N, D], info)``."""

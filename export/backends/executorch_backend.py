@@ -45,12 +45,13 @@ import torch
 from torch import nn
 
 from clipdeploy.export.backends.base import Backend, BackendUnavailable, ExportResult
+from clipdeploy.export.backends.xnnpack_modules import split_large_depthwise
 from clipdeploy.export.wrappers import IMAGE_INPUT, OUTPUT, TEXT_INPUT
 
 
 class NotDelegated(RuntimeError):
-    """The lowered program has no delegate at all: it would run on portable kernels (hundreds of
-    times slower), so it is never written."""
+    """The lowered program has no delegate at all, or leaves compute ops to ExecuTorch's portable
+    kernels (hundreds of times slower than XNNPACK): it is never written."""
 
 
 _DATA_MOVEMENT = ("view", "_unsafe_view", "reshape", "permute", "transpose", "expand", "squeeze",
@@ -104,6 +105,17 @@ def _is_getitem(target) -> bool:
     return target is operator.getitem or "getitem" in str(target)
 
 
+# index arithmetic XNNPACK has no operator for (the text tower's token-embedding gather and its EOT
+# pooling: argmax over the ids, arange, index); they move or pick data, cost microseconds, and are the
+# only ops allowed to stay outside the delegate
+_INDEXING = ("embedding", "index", "arange", "argmax", "gather", "index_select")
+
+
+def _is_indexing(opname: str) -> bool:
+    base = opname.split(".")[1] if opname.startswith("aten.") else opname
+    return base in _INDEXING
+
+
 def _is_data_movement(opname: str) -> bool:
     base = opname.split(".")[1] if opname.startswith("aten.") else opname
     base = base[:-5] if base.endswith("_copy") else base
@@ -143,6 +155,9 @@ def delegation_figures(edge_program) -> dict:
         "share_delegated": n_in / max(1, n_in + n_out),
         "share_delegated_compute": c_in / max(1, c_in + c_out),
         "ops_outside": dict(sorted(outside.items(), key=lambda kv: (-kv[1], kv[0]))),
+        # compute left to the portable kernels (neither data movement nor indexing): must be empty
+        "compute_ops_outside": {k: v for k, v in sorted(outside.items())
+                                if not _is_data_movement(k) and not _is_indexing(k)},
         "ops_delegated": dict(sorted(inside.items(), key=lambda kv: (-kv[1], kv[0]))),
     }
 
@@ -305,6 +320,117 @@ def xnnpack_friendly(ep):
 
 
 # ---------------------------------------------------------------------------------------------------
+# int8: XNNPACK PT2E quantization
+
+#: int8 schemes: static per-channel int8 weights and per-tensor int8 activations calibrated on the probe
+#: set (convolutions need static activations to reach XNNPACK's int8 kernels), or int8 weights with
+#: activations quantized per call (linear layers only)
+INT8_SCHEMES = ("static", "dynamic")
+#: the cosine the quantized part of an encoder must keep on the calibration rows (the gate's bar is
+#: 0.999; the margin covers the difference between PyTorch's simulation and XNNPACK's int8 kernels)
+INT8_TARGET_COSINE = 0.9995
+
+
+def _units(module: nn.Module) -> list:
+    """The encoder's sections that are quantized or kept in float32 as a whole: the children of its
+    shallowest module lists/sequences of at least two modules (stem layers, stages, transformer
+    blocks); everything else is one more unit, ``""`` (embeddings, heads, projections)."""
+    units = []
+    for name, m in module.named_modules():
+        if isinstance(m, (nn.Sequential, nn.ModuleList)) and len(m) >= 2 and \
+                not any(name == u or name.startswith(u + ".") for u in units):
+            units += [f"{name}.{i}" for i in range(len(m))]
+    return units + [""]
+
+
+def _unit_of(node, units: list) -> str:
+    paths = [str(v[0]) for v in (node.meta.get("nn_module_stack") or {}).values()]
+    for u in units[:-1]:
+        if any(p == u or p.startswith(u + ".") for p in paths):
+            return u
+    return ""
+
+
+def _quantize(ep, wrapper, example, calibration, encoder: str, scheme: str = "auto",
+              other_tower=None, target_cosine: float = INT8_TARGET_COSINE):
+    """Quantize the (rewritten) exported program with the XNNPACK quantizer and re-export it.
+
+    ``scheme`` "auto" is static for image towers and dynamic for text towers (static activation
+    ranges from 8 captions do not cover the attention outliers). Mixed precision by measured
+    sensitivity: the whole encoder is tried first; if its PyTorch simulation (the converted model)
+    keeps less than ``target_cosine`` against the float wrapper on the calibration rows, each unit
+    (:func:`_units`) is quantized alone, and units join in order of their error while the summed error
+    stays within the budget (checked by one more trial, dropping the last unit until it holds; the
+    trial also keeps the zero-shot top-1 agreement >= 99 % against ``other_tower``). The rest stays
+    float32 inside the same XNNPACK delegate. Returns (program, info)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer, get_symmetric_quantization_config)
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from clipdeploy.latency.parity import measure
+
+    if scheme == "auto":
+        scheme = "static" if encoder == "image" else "dynamic"
+    if scheme not in INT8_SCHEMES:
+        raise ValueError(f"int8 scheme must be one of {INT8_SCHEMES} or 'auto', got {scheme!r}")
+    rows = np.asarray(calibration if calibration is not None else example.numpy())
+    dtype = torch.int32 if encoder == "text" else torch.float32
+    rows = [torch.from_numpy(np.ascontiguousarray(r[None])).to(dtype) for r in rows]
+    with torch.no_grad():
+        ref = np.concatenate([wrapper(r).numpy() for r in rows])
+    units = _units(wrapper)
+    t0 = time.perf_counter()
+    trials = []
+
+    def trial(chosen):
+        chosen = frozenset(chosen)
+        quantizer = XNNPACKQuantizer().set_global(
+            get_symmetric_quantization_config(is_per_channel=True, is_dynamic=scheme == "dynamic"))
+        if len(chosen) < len(units):
+            quantizer.set_filter_function(lambda n: _unit_of(n, units) in chosen)
+        prepared = prepare_pt2e(ep.module(), quantizer)
+        with torch.no_grad():
+            for r in rows:
+                prepared(r)
+            converted = convert_pt2e(prepared)
+            got = np.concatenate([converted(r).numpy() for r in rows])
+        # zero-shot agreement against the other tower's reference embeddings when the pipeline gives
+        # them (the gate's measure), else self-retrieval among the calibration rows
+        fig = measure(ref, got, ref if other_tower is None else other_tower)
+        trials.append({"units": len(chosen), "cosine_min": round(fig["cosine_min"], 6)})
+        return converted, fig
+
+    def ok(fig):
+        return fig["cosine_min"] >= target_cosine and fig["zero_shot_agreement"] >= 0.99
+
+    converted, fig = trial(units)
+    chosen = list(units)
+    if not ok(fig):
+        errors = {}
+        for u in units:
+            errors[u] = 1.0 - trial([u])[1]["cosine_min"]
+        chosen, spent = [], 0.0
+        for u in sorted(units, key=lambda u: errors[u]):
+            if spent + errors[u] <= 1.0 - target_cosine:
+                chosen.append(u)
+                spent += errors[u]
+        if not chosen:                 # nothing fits: the least sensitive unit (the gate decides)
+            chosen = [min(units, key=lambda u: errors[u])]
+        converted, fig = trial(chosen)
+        while not ok(fig) and len(chosen) > 1:
+            chosen.pop()
+            converted, fig = trial(chosen)
+    with torch.no_grad():
+        qep = torch.export.export(converted, (example,))
+    return qep, {"scheme": scheme, "quantizer": "XNNPACKQuantizer (per-channel symmetric int8 weights)",
+                 "calibration_rows": len(rows) if scheme == "static" else 0,
+                 "units_quantized": len(chosen), "units_total": len(units),
+                 "float32_units": [u or "(rest)" for u in units if u not in chosen],
+                 "simulated_cosine_min": fig["cosine_min"], "target_cosine": target_cosine,
+                 "trials": trials, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+# ---------------------------------------------------------------------------------------------------
 # runtime
 
 _PROGRAMS_LOADED = False
@@ -343,7 +469,7 @@ def _write(buffer: bytes, out_path: Path) -> None:
 class ExecuTorchBackend(Backend):
     name = "executorch"
     extension = ".pte"
-    precisions = ("fp32",)
+    precisions = ("fp32", "int8")
     can_run_here = True
 
     def __init__(self, threads: Optional[int] = None):
@@ -352,8 +478,8 @@ class ExecuTorchBackend(Backend):
     def check_available(self, precision: str) -> None:
         if precision not in self.precisions:
             raise BackendUnavailable(
-                f"executorch (XNNPACK) writes fp32 only here; precision {precision!r} is not supported "
-                f"(use executorch-coreml for fp16)")
+                f"executorch (XNNPACK) writes fp32 or int8 here; precision {precision!r} is not "
+                f"supported (use executorch-coreml for fp16)")
         try:
             import executorch.exir  # noqa: F401
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner  # noqa: F401
@@ -369,12 +495,19 @@ class ExecuTorchBackend(Backend):
         options = dict(options or {})
         out_path = Path(out_path)
         t0 = time.perf_counter()
+        rewrite = options.get("rewrite", True)
+        banded = 0
+        if rewrite:
+            wrapper, banded = split_large_depthwise(wrapper)
         ep, example, name = _export(wrapper, example, encoder)
         inputs, outputs = _io(ep, example, name)
         t_export = time.perf_counter() - t0
-        rewrite = options.get("rewrite", True)
         if rewrite:
             ep = xnnpack_friendly(ep)
+        quant = None
+        if precision == "int8":
+            ep, quant = _quantize(ep, wrapper, example, options.get("calibration"), encoder,
+                                  options.get("int8_scheme", "auto"), options.get("other_tower"))
         t1 = time.perf_counter()
         edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
         t_lower = time.perf_counter() - t1
@@ -382,6 +515,11 @@ class ExecuTorchBackend(Backend):
         if figures["partitions"] == 0:
             raise NotDelegated(f"{encoder} encoder: XNNPACK took no part of the graph; refusing to write "
                                f"an undelegated .pte (ops: {figures['ops_outside']})")
+        if figures["compute_ops_outside"] and not options.get("allow_fallback", False):
+            raise NotDelegated(
+                f"{encoder} encoder: compute ops outside the XNNPACK delegate would run on portable kernels "
+                f"{figures['compute_ops_outside']}; refusing to write the .pte (rewrite the op into ones "
+                f"XNNPACK takes, see executorch_backend's rewrites)")
         t2 = time.perf_counter()
         et = edge.to_executorch()
         buffer = et.buffer
@@ -394,12 +532,19 @@ class ExecuTorchBackend(Backend):
             "torch_version": torch.__version__,
             "static_batch": 1,
             "rewrite": bool(rewrite),
+            "banded_depthwise_convs": banded,
             "delegation": figures,
             "size_bytes": out_path.stat().st_size,
             "times_s": {"export": round(t_export, 2), "lower": round(t_lower, 2),
                         "to_executorch": round(t_serialize, 2)},
         }
+        if quant:
+            info["int8"] = quant
         return ExportResult(path=out_path, files=[out_path.name], inputs=inputs, outputs=outputs, info=info)
+
+    def open(self, path: Path):
+        method = _runtime(self.threads).load_program(Path(path)).load_method("forward")
+        return lambda x: method.execute([torch.from_numpy(np.ascontiguousarray(x))])[0]
 
     def run(self, path: Path, inputs: np.ndarray) -> np.ndarray:
         rt = _runtime(self.threads)
