@@ -253,6 +253,7 @@ def test_toy_text_int32_argmax_and_external_data(backend, tmp_path, cast_to_int6
 def test_check_available(backend):
     backend.check_available("fp32")
     backend.check_available("fp16")
-    with pytest.raises(BackendUnavailable, match="int8"):
-        backend.check_available("int8")
-    assert (backend.name, backend.extension, backend.precisions) == ("onnx", ".onnx", ("fp32", "fp16"))
+    backend.check_available("int8")
+    with pytest.raises(BackendUnavailable, match="bf16"):
+        backend.check_available("bf16")
+    assert (backend.name, backend.extension, backend.precisions) == ("onnx", ".onnx", ("fp32", "fp16", "int8"))

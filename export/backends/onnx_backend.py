@@ -16,6 +16,25 @@ Note for the parity gate: ONNX Runtime's CPU provider has no fp16 kernel for mos
 them in float32 behind inserted Casts, so fp16 figures measured here are optimistic for providers that
 really compute in fp16 (GPU, NPU, ARM CPU).
 
+int8 artifacts (same interface as fp32) are built from the fp32 graph with ONNX Runtime's quantization
+tools by :mod:`.onnx_quant`: candidates ``dynamic-matmul`` (MatMul weights int8, activations quantized at
+run time), ``static-conv`` (QDQ Conv, per-channel weights, activation ranges calibrated on
+``options["calibration"]``) and both together, the text towers' token-embedding table stored in int8 in
+each; each is measured on the calibration rows against the PyTorch reference (int8 bars; zero-shot
+agreement against ``options["other_tower"]`` when given, else top-1 self-retrieval) and timed at batch 1
+against fp32. The fastest passing one is written (if none beats fp32: the most accurate passing one; if
+none passes, the fastest is rebuilt with its first quantized nodes kept in float, bisected until it
+passes). Everything is recorded in ``info["int8"]``.
+
+fp32 artifacts get an offline-optimization evaluation (``info["ort_offline_optimization"]``,
+``options["ort_offline"]``: "auto", "never" (evaluate, never keep) or "off" (the default: no evaluation;
+``clip-export --ort-offline``)): the graph saved
+after ONNX Runtime's EXTENDED optimizations (portable; the default ALL level adds x86-only NCHWc layouts)
+replaces the exporter's only where, loaded with ORT_DISABLE_ALL, it is at least 5 % faster to create a
+session for and at most 3 % slower to run at batch 1 on this host, at the fp32 bars. On the x86 build
+host it usually is not (the NCHWc layouts of the default level win at run time); the record says why
+and gives the figures against the EXTENDED original too (about what a phone's default level does).
+
 Graph passes applied after the exporter (each is a no-op when not needed):
 
 * the graph output is renamed to ``embedding`` only after any internal value of that name (the
@@ -30,6 +49,8 @@ import contextlib
 import io
 import logging
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from collections import Counter
@@ -193,10 +214,140 @@ def _ort_loads(path: Path, timeout: float = 900) -> tuple:
     return False, f"ONNX Runtime session creation failed ({why}) {tail[0][:300]}".strip()
 
 
+def _reference_rows(wrapper, calibration, example) -> tuple:
+    """(input rows as numpy, the wrapper's float32 embeddings of them): the calibration rows when given,
+    else the export example."""
+    import torch
+
+    rows = np.ascontiguousarray(np.asarray(calibration if calibration is not None else example.numpy()))
+    with torch.no_grad():
+        ref = wrapper(torch.from_numpy(rows)).numpy()
+    return rows, ref
+
+
+#: ONNX Runtime levels of the offline-optimization evaluation (names as recorded in the manifest)
+_OFFLINE_VARIANTS = (
+    # (key, file, level): "original" is what an app gets today (default level, ORT_ENABLE_ALL)
+    ("original", "original", "all"),
+    ("optimized", "optimized", "disable_all"),       # the saved graph, not re-optimized at load
+    ("optimized_default_level", "optimized", "all"),
+    # ORT_ENABLE_ALL adds x86-only NCHWc layouts; on ARM phones the default level does about what
+    # EXTENDED does, so this is the closest figure to a phone's original session here
+    ("original_extended", "original", "extended"),
+)
+
+
+def _offline_optimization(path: Path, input_name: str, reference: tuple, mode: str = "auto",
+                          external: bool = False, runs: int = 10, loads: int = 3,
+                          other_tower: Optional[np.ndarray] = None) -> dict:
+    """Save ``path`` after ONNX Runtime's EXTENDED (portable) offline optimizations, compare session
+    creation and batch-1 run time with the original file, and replace the artifact with the optimized
+    graph only where ``mode == "auto"``, it loads at least 5 % faster (loaded with ORT_DISABLE_ALL, as
+    an app that skips re-optimization would) and runs at most 3 % slower, at the fp32 bars, with the
+    same interface. ``mode == "never"`` evaluates without keeping. Returns the record (``kept`` says
+    whether it replaced the artifact)."""
+    import onnx
+    import onnxruntime as ort
+
+    from clipdeploy.latency.parity import failures, measure
+
+    from .onnx_quant import session, time_alternately
+
+    rec = {"level": "extended", "mode": mode, "kept": False, "onnxruntime": ort.__version__}
+    if external:
+        return {**rec, "evaluated": False,
+                "why": "not evaluated: the model keeps its weights in external data"}
+    levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "disable_all": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+    rows, ref = reference
+    with tempfile.TemporaryDirectory(prefix="clipdeploy-ortopt-") as tmpd:
+        opt = Path(tmpd) / path.name
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.graph_optimization_level = levels["extended"]
+        so.optimized_model_filepath = str(opt)
+        t = time.perf_counter()
+        ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        rec["write_seconds"] = round(time.perf_counter() - t, 2)
+        files = {"original": path, "optimized": opt}
+        a, b = (onnx.load(str(p), load_external_data=False) for p in (path, opt))
+        same_io = (_io_spec(a.graph.input), _io_spec(a.graph.output)) == \
+            (_io_spec(b.graph.input), _io_spec(b.graph.output))
+        ops_a, ops_b = Counter(n.op_type for n in a.graph.node), Counter(n.op_type for n in b.graph.node)
+        rec["node_count"] = {"original": len(a.graph.node), "optimized": len(b.graph.node)}
+        rec["contrib_ops"] = dict(sorted(Counter(f"{n.domain}.{n.op_type}" for n in b.graph.node
+                                                 if n.domain not in ("", "ai.onnx")).items()))
+        rec["removed_ops"] = dict(sorted((ops_a - ops_b).items()))
+        rec["file_size"] = {"original": path.stat().st_size, "optimized": opt.stat().st_size}
+        del a, b
+        # what the default level (ORT_ENABLE_ALL) adds on this host: x86 NCHWc layout nodes (counted in
+        # a graph written only for this, never shipped)
+        so.graph_optimization_level = levels["all"]
+        so.optimized_model_filepath = str(Path(tmpd) / "all_level.onnx")
+        ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        nchwc = sum(n.domain == "com.microsoft.nchwc" for n in onnx.load(
+            so.optimized_model_filepath, load_external_data=False).graph.node)
+        rec["default_level_nchwc_nodes"] = int(nchwc)
+        # session creation: the variants alternately, median of `loads`
+        load_ms = {k: [] for k, _, _ in _OFFLINE_VARIANTS}
+        for _ in range(loads):
+            for key, f, lv in _OFFLINE_VARIANTS:
+                t = time.perf_counter()
+                session(files[f], levels[lv])
+                load_ms[key].append((time.perf_counter() - t) * 1e3)
+        rec["load_ms"] = {k: float(np.median(v)) for k, v in load_ms.items()}
+        sessions = [session(files[f], levels[lv]) for _, f, lv in _OFFLINE_VARIANTS]
+        ms = time_alternately([lambda v, s=s: s.run(None, {input_name: v}) for s in sessions],
+                              np.ascontiguousarray(rows[:1]), runs)
+        rec["run_ms"] = {k: m for (k, _, _), m in zip(_OFFLINE_VARIANTS, ms)}
+        rec["timing"] = {"batch": 1, "runs": runs, "warmup": 3, "loads": loads,
+                         "threads": "ONNX Runtime default",
+                         "levels": {k: lv for k, _, lv in _OFFLINE_VARIANTS}}
+        got = sessions[1].run(None, {input_name: rows})[0]
+        # zero-shot agreement against the other tower's reference when given, else self-retrieval
+        figs = measure(ref, got, ref if other_tower is None else other_tower)
+        missed = failures(figs, "fp32")
+        rec["parity"] = {"max_abs": figs["max_abs"], "cosine_min": figs["cosine_min"],
+                         "zero_shot_agreement": figs["zero_shot_agreement"], "passed": not missed,
+                         "rows": int(len(rows))}
+        del sessions
+        load_gain = rec["load_ms"]["original"] / rec["load_ms"]["optimized"]
+        run_ratio = rec["run_ms"]["optimized"] / rec["run_ms"]["original"]
+        rec["load_speedup"], rec["run_time_ratio"] = load_gain, run_ratio
+        # "faster to load" with a 5 % margin: session creation times here vary by several % run to run
+        helps = load_gain >= 1.05 and run_ratio <= 1.03
+        figures = (f"session creation {rec['load_ms']['original']:.0f} -> {rec['load_ms']['optimized']:.0f} "
+                   f"ms, batch-1 run {rec['run_ms']['original']:.1f} -> {rec['run_ms']['optimized']:.1f} ms "
+                   f"(optimized graph loaded with ORT_DISABLE_ALL vs the original at the default level)")
+        if not same_io:
+            why = "the optimized graph changed the interface"
+        elif missed:
+            why = f"the optimized graph misses the fp32 bars: {'; '.join(missed)}"
+        elif not helps:
+            ext = rec["run_ms"]["original_extended"] / rec["run_ms"]["original"]
+            why = (f"not faster here: {figures}"
+                   + (f"; the original at EXTENDED runs x{ext:.2f} the default-level time too: the default "
+                      f"level adds {nchwc} x86-only NCHWc layout nodes on this host, which a portable "
+                      f"graph must not carry" if ext > 1.03 and run_ratio > 1.03 and nchwc else ""))
+        elif mode != "auto":
+            why = f"helps ({figures}) but ort_offline={mode!r}"
+        else:
+            why = f"faster to load at (nearly) the same run time: {figures}"
+            rec["kept"] = True
+            shutil.copyfile(opt, path)
+        rec["why"] = why
+        # against the original at EXTENDED, about what the default level does on an ARM phone (no NCHWc)
+        rec["vs_original_extended"] = {
+            "load_speedup": rec["load_ms"]["original_extended"] / rec["load_ms"]["optimized"],
+            "run_time_ratio": rec["run_ms"]["optimized"] / rec["run_ms"]["original_extended"]}
+    return {**rec, "evaluated": True}
+
+
 class OnnxBackend(Backend):
     name = "onnx"
     extension = ".onnx"
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
     can_run_here = True
 
     def check_available(self, precision: str) -> None:
@@ -268,9 +419,52 @@ class OnnxBackend(Backend):
             if p.exists():
                 p.unlink()
 
-        converter, fp16_info = None, {}
+        if options.get("ort_offline", "off") not in ("auto", "never", "off"):
+            raise ValueError(f"options['ort_offline'] must be 'auto', 'never' or 'off', not "
+                             f"{options['ort_offline']!r}")
+        converter, fp16_info, extra = None, {}, {}
         if precision == "fp32":
             ir.save(model, out_path, external_data=data_name if use_ext else None)
+            if options.get("ort_offline", "off") == "off":
+                extra["ort_offline_optimization"] = {"evaluated": False, "kept": False,
+                                                     "why": "not evaluated: ort_offline='off'"}
+            else:
+                extra["ort_offline_optimization"] = _offline_optimization(
+                    out_path, in_name, _reference_rows(wrapper, options.get("calibration"), example),
+                    mode=options.get("ort_offline", "off"), external=use_ext,
+                    runs=int(options.get("ort_offline_runs", 10)), other_tower=options.get("other_tower"))
+        elif precision == "int8":
+            calibration = options.get("calibration")
+            if calibration is None or len(calibration) == 0:
+                raise ValueError("int8 ONNX export needs calibration rows in options['calibration'] "
+                                 "(the pipeline passes the probe images / token ids)")
+            del prog
+            rows, reference = _reference_rows(wrapper, calibration, example)
+            from . import onnx_quant
+            with tempfile.TemporaryDirectory(prefix="clipdeploy-int8-") as tmpd:
+                fp32_path = Path(tmpd) / "fp32.onnx"
+                ir.save(model, fp32_path, external_data="fp32.onnx.data" if use_ext else None)
+                h = onnx.load(str(fp32_path), load_external_data=False)
+                fp32_io = (_io_spec(h.graph.input), _io_spec(h.graph.output))
+                del h
+                extra["int8"] = onnx_quant.quantize(
+                    fp32_path, out_path, in_name, rows, reference, Path(tmpd),
+                    runs=int(options.get("timing_runs", 15)),
+                    candidates=tuple(options.get("int8_candidates", onnx_quant.CANDIDATES)),
+                    external_data=use_ext, log=options.get("log"),
+                    other_tower=options.get("other_tower"))
+                extra["int8"]["fp32_size_bytes"] = onnx_quant.file_size(fp32_path)
+            q = onnx.load(str(out_path), load_external_data=False)
+            q_io = (_io_spec(q.graph.input), _io_spec(q.graph.output))
+            if q_io != fp32_io:
+                raise RuntimeError(f"the int8 graph changed the interface: {q_io}; fp32 {fp32_io}")
+            if not data_path.exists():     # name it as the exporter's graphs are named
+                q = onnx.load(str(out_path))
+                q.producer_name = "clipdeploy"
+                q.doc_string = (f"clipdeploy {getattr(spec, 'name', '')} {encoder} encoder (int8: "
+                                f"{extra['int8']['chosen']}, onnxruntime.quantization)")
+                onnx.save(q, str(out_path))
+            del q
         else:
             del prog
             large = init_bytes * 2 > EXTERNAL_DATA_THRESHOLD
@@ -325,7 +519,7 @@ class OnnxBackend(Backend):
             "exporter": "torch.onnx.export(dynamo=True)",
             "torch": torch.__version__, "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__,
-            "precision": precision, "fp16_converter": converter, **fp16_info,
+            "precision": precision, "fp16_converter": converter, **fp16_info, **extra,
             "file_size": int(size), "external_data": data_path.exists(),
             "int64_argmax_casts_removed": argmax_fixed,
             "export_seconds": round(t_export, 2), "total_seconds": round(t_total, 2),
@@ -343,6 +537,11 @@ class OnnxBackend(Backend):
         if threads:
             so.intra_op_num_threads = int(threads)
         return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+    def open(self, path: Path):
+        sess = self.session(path, threads=os.environ.get("CLIPDEPLOY_ORT_THREADS"))
+        name = sess.get_inputs()[0].name
+        return lambda x: sess.run(None, {name: x})[0]
 
     def run(self, path: Path, inputs: np.ndarray) -> np.ndarray:
         sess = self.session(path, threads=os.environ.get("CLIPDEPLOY_ORT_THREADS"))
