@@ -177,8 +177,9 @@ def test_structural_check_rejects_mismatch(backend, converted):
 def test_check_available(backend, monkeypatch):
     backend.check_available("fp16")
     backend.check_available("fp32")
-    with pytest.raises(BackendUnavailable, match="unknown precision 'int8'"):
-        backend.check_available("int8")
+    backend.check_available("int8")
+    with pytest.raises(BackendUnavailable, match="unknown precision 'int4'"):
+        backend.check_available("int4")
     monkeypatch.setattr(ct, "__version__", "7.2")
     with pytest.raises(BackendUnavailable, match=r"coremltools 7.2 is not supported.*pip install"):
         backend.check_available("fp16")
@@ -186,7 +187,7 @@ def test_check_available(backend, monkeypatch):
 
 def test_backend_attributes(backend):
     assert backend.name == "coreml" and backend.extension == ".mlpackage"
-    assert backend.precisions == ("fp16", "fp32")
+    assert backend.precisions == ("fp16", "fp32", "int8")
     assert backend.can_run_here == (sys.platform == "darwin")
 
 
