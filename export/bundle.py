@@ -69,7 +69,8 @@ def model_card(manifest: dict) -> str:
     spec = manifest["spec"]
     r, name = spec["image_size"], manifest["model"]
     arts = "\n".join(f"| {a['target']} | {a['precision']} | {a['encoder']} | `{a['path']}` | "
-                     f"{_parity_cell(a['parity'])} |" for a in manifest["artifacts"])
+                     f"{_parity_cell(a['parity'])} |{' yes |' if a.get('default', True) else ' |'}"
+                     for a in manifest["artifacts"])
     return f"""# {name} — clipdeploy bundle
 
 {spec['image_tower']} image encoder and {spec['text_tower']} text encoder, exported separately.
@@ -81,10 +82,10 @@ with {spec['interpolation']} interpolation, center-crop {r}; {'mean/std is appli
 `text` int32 [1, {spec['context_length']}] CLIP BPE ids (SOT 49406 … EOT 49407, padded with 0; files in `tokenizer/`).
 Output: `embedding` float32 [1, {spec['embed_dim']}], L2-normalized. Similarity logits: `{manifest['logit_scale']:.4f} * image · text`.
 
-| target | precision | encoder | file | parity vs PyTorch |
-|---|---|---|---|---|
+| target | precision | encoder | file | parity vs PyTorch | default |
+|---|---|---|---|---|---|
 {arts}
-{_interpreter_note(manifest)}
+{_tradeoff_table(manifest)}{_interpreter_note(manifest)}
 ## Python (ONNX Runtime)
 ```python
 import numpy as np, onnxruntime as ort
@@ -112,6 +113,22 @@ Probe inputs and reference embeddings are in `probe/` (`*.npy`), so any runtime 
 """
 
 
+def _tradeoff_table(manifest: dict) -> str:
+    rows = manifest.get("precision_tradeoffs") or []
+    if not rows:
+        return ""
+    lines = ["", "Quantized variants next to their float artifact (latency: this export host, batch 1):", "",
+             "| target | encoder | precision | size MB | median ms | speed-up | min cos | zero-shot | default |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['target']} | {r['encoder']} | {r['precision']} | {r['size_bytes'] / 2 ** 20:.1f} | "
+                     + (f"{r['median_ms']:.1f} | x{r['speedup']:.2f}" if r["median_ms"] else "n/a | n/a")
+                     + (f" | {r['cosine_min']:.5f} | {r['zero_shot_agreement']:.0%} | "
+                        if r["cosine_min"] is not None else " | n/a | n/a | ")
+                     + ("yes" if r.get("default") else r.get("default_decision", "")) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _interpreter_note(manifest: dict) -> str:
     if not any(a["parity"].get("checked") == "reference-interpreter" for a in manifest["artifacts"]):
         return ""
@@ -124,5 +141,6 @@ def _parity_cell(p: dict) -> str:
     if p.get("checked") == "structural":
         return "structural only on this host"
     via = " (Core ML reference interpreter)" if p.get("checked") == "reference-interpreter" else ""
+    missed = f" — MISSED {'; '.join(p['failures'])} (--accept-degraded)" if p.get("accepted_degraded") else ""
     return (f"max abs {p['max_abs']:.1e}, min cos {p['cosine_min']:.6f}, zero-shot "
-            f"{p['zero_shot_agreement']:.0%}{via}")
+            f"{p['zero_shot_agreement']:.0%}{via}{missed}")

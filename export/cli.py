@@ -2,7 +2,7 @@
 
     clip-export --model mobileclip_s0 --target coreml|onnx|executorch|executorch-coreml|all
                 [--checkpoint PATH|URL] [--random-weights SEED] [--precision fp32|fp16|int8]
-                [--accept-degraded] [--ios 16|17|18] [--out DIR] [--force] [--json]
+                [--accept-degraded] [--ort-offline off|auto|never] [--ios 16|17|18] [--out DIR] [--force] [--json]
 
 ``--precision int8`` writes each target's float artifact and its int8 variant (calibrated on the probe
 set), compares them (size, latency here, parity) in the manifest's ``precision_tradeoffs`` and marks
@@ -30,6 +30,10 @@ def _parser():
     p.add_argument("--accept-degraded", action="store_true",
                    help="write an int8 artifact that misses its parity bars (cosine >= 0.999, zero-shot "
                         ">= 99%%) anyway, with a warning; it is never the default")
+    p.add_argument("--ort-offline", choices=["off", "auto", "never"], default="off",
+                   help="ONNX fp32: evaluate ONNX Runtime's offline-optimized (EXTENDED) graph and keep it "
+                        "where it loads faster without running slower (auto), only report (never), or skip "
+                        "the evaluation (off, the default: it was not kept on the x86 build host)")
     p.add_argument("--ios", type=int, default=17, help="Core ML minimum deployment target: 16, 17, 18")
     p.add_argument("--out", help="bundle directory (default out/<model>)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
@@ -56,7 +60,8 @@ def main(argv=None) -> int:
         try:
             manifest = export_bundle(args.model, args.target, args.precision, args.checkpoint,
                                      args.random_weights, args.out, args.force, args.ios, log,
-                                     accept_degraded=args.accept_degraded)
+                                     accept_degraded=args.accept_degraded,
+                                     backend_options={"ort_offline": args.ort_offline})
         except BackendUnavailable as e:
             raise ExportInputError(str(e)) from None
         except ParityError as e:

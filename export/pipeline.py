@@ -62,7 +62,7 @@ def _reference_check(b, path: Path, inputs, ref, other, precision: str, what: st
 
 
 def _via(parity: dict) -> str:
-    if parity["checked"] != "reference-interpreter":
+    if parity["checked"] != "reference-interpreter" or "interpreter" not in parity:
         return ""
     v = parity.get("image_type_variant")
     return (" (Core ML reference interpreter, "
@@ -77,10 +77,12 @@ def _takes_expected(b) -> bool:
 
 def export_bundle(model: str, targets: list, precision: Optional[str] = None, checkpoint=None,
                   random_weights: Optional[int] = None, out=None, force: bool = False,
-                  ios: int = 17, log: Callable = print, accept_degraded: bool = False) -> dict:
+                  ios: int = 17, log: Callable = print, accept_degraded: bool = False,
+                  backend_options: Optional[dict] = None) -> dict:
     """Write the bundle for ``model``; returns the manifest. Raises on any failed gate, leaving
     ``out`` untouched; ``accept_degraded`` writes a quantized artifact that missed its bars anyway
-    (flagged in the manifest, never the default)."""
+    (flagged in the manifest, never the default); ``backend_options`` go to every backend's export
+    (e.g. ``{"ort_offline": "auto"}``)."""
     from clipdeploy.models import load_model
     from clipdeploy.models.probe import PROBE_CAPTIONS, probe_images, write_probe_files
     from clipdeploy.models.tokenizer import write_tokenizer_files
@@ -147,7 +149,7 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                 path = tmp / sub / f"{name}{b.extension}"
                 calibration = images_np if which == "image" else ids_np
                 result = b.export(wrappers[which], example_input(spec, which), which, prec, path, spec,
-                                  {"ios": ios, "calibration": calibration,
+                                  {**(backend_options or {}), "ios": ios, "calibration": calibration,
                                    "other_tower": ref_text if which == "image" else ref_image})
                 t_export = time.perf_counter() - t
                 t = time.perf_counter()
@@ -158,13 +160,19 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                     if not (accept_degraded and prec in QUANTIZED):
                         raise
                     log(f"        warning: {e}; written anyway (--accept-degraded), never the default")
-                    parity = {"checked": "numeric", **e.figures, "thresholds": THRESHOLDS[prec],
+                    checked = "numeric" if b.can_run_here else "reference-interpreter"
+                    parity = {"checked": checked, **e.figures, "thresholds": THRESHOLDS[prec],
                               "passed": False, "failures": e.failures, "accepted_degraded": True}
                 size = _size(result.path.parent, result.files)
                 log(f"        {t_export:.1f}s export, {time.perf_counter() - t:.1f}s gate: "
                     + (f"max abs {parity['max_abs']:.2e}, min cos {parity['cosine_min']:.6f}, zero-shot "
                        f"{parity['zero_shot_agreement']:.0%}" + _via(parity) if "max_abs" in parity
                        else "structural check passed (cannot run here)"))
+                d = (result.info or {}).get("delegation")
+                if d:
+                    log(f"        delegated {d['share_delegated']:.1%} of ops in {d['partitions']} partition(s) "
+                        f"({', '.join(d['backends'])}); outside: "
+                        + (", ".join(f"{k} x{v}" for k, v in d["ops_outside"].items()) or "nothing"))
                 manifest["artifacts"].append({
                     "target": target, "precision": prec, "encoder": which,
                     "path": f"{sub}/{result.path.name}",

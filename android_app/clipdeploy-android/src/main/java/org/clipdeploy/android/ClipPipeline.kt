@@ -91,13 +91,15 @@ class ClipPipeline private constructor(
 
         /**
          * The artifact [runtime] runs for [encoder] ("image" / "text"): the requested [precision] if given,
+         * else the manifest's default one (an int8 variant only where it passed and ran faster at export),
          * else fp32, else whatever precision there is. Null when the bundle has none for that runtime.
          */
         @JvmStatic
         fun pickArtifact(bundle: Bundle, runtime: EncoderRuntime, encoder: String, precision: String? = null): Bundle.Artifact? {
             val candidates = bundle.artifacts().filter { it.encoder == encoder && runtime.supports(it) }
-            return candidates.firstOrNull { it.precision == (precision ?: "fp32") }
-                ?: if (precision == null) candidates.firstOrNull() else null
+            if (precision != null) return candidates.firstOrNull { it.precision == precision }
+            return candidates.firstOrNull { it.isDefault } ?: candidates.firstOrNull { it.precision == "fp32" }
+                ?: candidates.firstOrNull()
         }
 
         /** The first of [names] that runs both encoders of [bundle], or null. */

@@ -26,7 +26,7 @@ class OrtRuntime : EncoderRuntime {
 
     override fun supports(artifact: Bundle.Artifact): Boolean =
         artifact.target == "onnx" && artifact.path.endsWith(".onnx") &&
-            (artifact.precision == "fp32" || artifact.precision == "fp16")
+            artifact.precision in setOf("fp32", "fp16", "int8")
 
     override fun configure(threads: Int) {
         require(threads >= 0) { "threads must be 0 (default) or more, got $threads" }

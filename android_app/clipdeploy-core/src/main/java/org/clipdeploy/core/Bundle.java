@@ -25,14 +25,21 @@ public final class Bundle {
         public final File file;
         /** The parity figures measured at export time (the manifest's), or null. */
         public final Map<String, Object> parity;
+        /**
+         * The manifest's "default": false for a variant (e.g. int8) that its float artifact beat or that
+         * missed its bars; true when the manifest predates the flag.
+         */
+        public final boolean isDefault;
 
-        Artifact(String target, String precision, String encoder, String path, File file, Map<String, Object> parity) {
+        Artifact(String target, String precision, String encoder, String path, File file, Map<String, Object> parity,
+                 boolean isDefault) {
             this.target = target;
             this.precision = precision;
             this.encoder = encoder;
             this.path = path;
             this.file = file;
             this.parity = parity;
+            this.isDefault = isDefault;
         }
 
         @Override
@@ -93,7 +100,8 @@ public final class Bundle {
             String path = Json.str(a.get("path"));
             Object parity = a.get("parity");
             arts.add(new Artifact(Json.str(a.get("target")), Json.str(a.get("precision")), Json.str(a.get("encoder")), path,
-                    new File(dir, path), parity instanceof Map ? Json.map(parity) : null));
+                    new File(dir, path), parity instanceof Map ? Json.map(parity) : null,
+                    !Boolean.FALSE.equals(a.get("default"))));
         }
         return new Bundle(dir, m, Collections.unmodifiableList(arts));
     }
