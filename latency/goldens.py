@@ -13,7 +13,7 @@ Python toolkit by failing a test. Everything in them comes from the toolkit's ow
   of each for the spec of a model per resize geometry/interpolation (S0 256 px, B 224 px, MobileCLIP2-L-14
   224 px bicubic), float32 ``[3, R, R]``;
 * ``stats.json`` — :func:`clipdeploy.latency.stats.summarize` of sample sets and
-  :func:`clipdeploy.latency.parity.measure` / ``failures`` on embedding sets (passing, fp16-only,
+  :func:`clipdeploy.latency.parity.measure` / ``failures`` (fp32, fp16, int8 bars) on embedding sets (passing, fp16-only,
   disagreeing, non-finite);
 * ``zeroshot.json`` — prompt ensembling, probabilities and text→image search ranking on fixed vectors;
 * ``report_sample.json`` — a device report in the ``clip-latency`` schema (validated here);
@@ -170,6 +170,7 @@ def stats_golden() -> dict:
         "cosine_fail": unit(ref + 0.05 * rng.standard_normal(ref.shape)),
         "zero_shot_disagree": ref[[1, 0, 2, 3, 4, 5]],
         "non_finite": np.where(np.arange(48).reshape(6, 8) == 17, np.nan, ref).astype(np.float32),
+        "int8_pass_fp16_fail": unit(ref + 0.01 * rng.standard_normal(ref.shape)),
     }
     parity = []
     for name, got in cases.items():
@@ -177,7 +178,7 @@ def stats_golden() -> dict:
         parity.append({"name": name, "reference": ref.tolist(), "got": [[_f(v) for v in row] for row in got],
                        "other": other.tolist(),
                        "figures": {k: (_f(v) if isinstance(v, float) else v) for k, v in fig.items()},
-                       "failures": {p: failures(fig, p) for p in ("fp32", "fp16")}})
+                       "failures": {p: failures(fig, p) for p in ("fp32", "fp16", "int8")}})
     return {"summaries": summaries, "parity": parity,
             "note": "got rows written as null are NaN; figures written as null are inf (max_abs) or NaN"}
 

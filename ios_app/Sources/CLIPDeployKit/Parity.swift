@@ -8,10 +8,12 @@ public enum Parity {
     public static let fp16MaxAbs = 2e-3
     public static let fp16MinCosine = 0.9999
     public static let minZeroShotAgreement = 1.0
+    public static let int8MinCosine = 0.999
+    public static let int8MinZeroShotAgreement = 0.99
 
     /// The bars of one precision.
     public struct Thresholds: Equatable {
-        public let maxAbs: Double
+        public let maxAbs: Double?          // nil: no max-abs bar (int8)
         public let minCosine: Double?
         public let zeroShotAgreement: Double
 
@@ -19,13 +21,16 @@ public enum Parity {
                                             zeroShotAgreement: Parity.minZeroShotAgreement)
         public static let fp16 = Thresholds(maxAbs: Parity.fp16MaxAbs, minCosine: Parity.fp16MinCosine,
                                             zeroShotAgreement: Parity.minZeroShotAgreement)
+        public static let int8 = Thresholds(maxAbs: nil, minCosine: Parity.int8MinCosine,
+                                            zeroShotAgreement: Parity.int8MinZeroShotAgreement)
 
         public static func of(_ precision: String) throws -> Thresholds {
             switch precision {
             case "fp32": return .fp32
             case "fp16": return .fp16
+            case "int8": return .int8
             default:
-                throw CLIPDeployError(.parity, "no parity bars for precision '\(precision)' (fp32 or fp16)")
+                throw CLIPDeployError(.parity, "no parity bars for precision '\(precision)' (fp32, fp16 or int8)")
             }
         }
     }
@@ -105,14 +110,14 @@ public enum Parity {
                        zeroShotAgreement: n == 0 ? 0 : Double(agree) / Double(n), n: n, finite: true)
     }
 
-    /// The bars of `precision` ("fp32" or "fp16") that the figures miss; empty when they pass. The strings
+    /// The bars of `precision` ("fp32", "fp16" or "int8") that the figures miss; empty when they pass. The strings
     /// are clip-latency's (`failures()` in latency/parity.py), formatted with C's printf like Python's.
     public static func failures(_ f: Figures, precision: String) throws -> [String] {
         let t = try Thresholds.of(precision)
         var out: [String] = []
         if !f.finite { out.append("non-finite outputs") }
-        if !(f.maxAbs <= t.maxAbs) {
-            out.append("max abs error " + formatG(f.maxAbs, 3) + " > " + formatG(t.maxAbs, nil))
+        if let maxAbs = t.maxAbs, !(f.maxAbs <= maxAbs) {
+            out.append("max abs error " + formatG(f.maxAbs, 3) + " > " + formatG(maxAbs, nil))
         }
         if let minCos = t.minCosine, !(f.cosineMin >= minCos) {
             out.append("min cosine " + formatFixed(f.cosineMin, 6) + " < " + "\(minCos)")

@@ -6,7 +6,7 @@ import XCTest
 final class ParityGoldenTests: XCTestCase {
     func testParityFiguresAndBarsEqualClipLatencys() throws {
         let cases = try Json.list(Goldens.json("stats.json")["parity"])
-        XCTAssertEqual(cases.count, 5)
+        XCTAssertEqual(cases.count, 6)
         for o in cases {
             let c = try Json.map(o)
             let name = try Json.str(c["name"])
@@ -27,7 +27,7 @@ final class ParityGoldenTests: XCTestCase {
                 XCTAssertTrue(try Json.write(f.toDictionary(), pretty: false).contains("\"max_abs\":null"), name)
             }
             let fails = try Json.map(c["failures"])
-            for p in ["fp32", "fp16"] {
+            for p in ["fp32", "fp16", "int8"] {
                 let wantF = try Json.strings(fails[p])
                 let gotF = try Parity.failures(f, precision: p)
                 // C's printf formats like Python's format(): the strings are equal, not just their prefixes
@@ -65,7 +65,7 @@ final class ParityGoldenTests: XCTestCase {
     func testUnknownPrecisionAndShapeMismatchAreErrors() {
         XCTAssertThrowsError(try Parity.failures(Parity.Figures(maxAbs: 0, cosineMin: 1, cosineMean: 1,
                                                                 zeroShotAgreement: 1, n: 1, finite: true),
-                                                 precision: "int8"))
+                                                 precision: "int4"))
         XCTAssertThrowsError(try Parity.measure(reference: [[1, 0]], got: [[1, 0], [0, 1]], otherTower: [[1, 0]]))
     }
 }

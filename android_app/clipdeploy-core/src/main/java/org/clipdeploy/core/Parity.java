@@ -18,6 +18,9 @@ public final class Parity {
     public static final double FP16_MAX_ABS = 2e-3;
     public static final double FP16_MIN_COSINE = 0.9999;
     public static final double MIN_ZERO_SHOT_AGREEMENT = 1.0;
+    /** int8 (quantized) bars: no max-abs bar. */
+    public static final double INT8_MIN_COSINE = 0.999;
+    public static final double INT8_MIN_ZERO_SHOT_AGREEMENT = 0.99;
 
     public static final class Figures {
         public final double maxAbs, cosineMin, cosineMean, zeroShotAgreement;
@@ -90,30 +93,35 @@ public final class Parity {
         return new Figures(maxAbs, cosMin, cosSum / n, n == 0 ? 0 : (double) agree / n, n, true);
     }
 
-    /** The bars of {@code precision} ("fp32" or "fp16") that the figures miss; empty when they pass. */
+    /** The bars of {@code precision} ("fp32", "fp16" or "int8") that the figures miss; empty when they pass. */
     public static List<String> failures(Figures f, String precision) {
-        double maxAbs;
-        Double minCos;
+        Double maxAbs, minCos;
+        double agreement = MIN_ZERO_SHOT_AGREEMENT;
         if ("fp32".equals(precision)) {
             maxAbs = FP32_MAX_ABS;
             minCos = null;
         } else if ("fp16".equals(precision)) {
             maxAbs = FP16_MAX_ABS;
             minCos = FP16_MIN_COSINE;
+        } else if ("int8".equals(precision)) {
+            maxAbs = null;
+            minCos = INT8_MIN_COSINE;
+            agreement = INT8_MIN_ZERO_SHOT_AGREEMENT;
         } else {
-            throw new IllegalArgumentException("no parity bars for precision '" + precision + "' (fp32 or fp16)");
+            throw new IllegalArgumentException("no parity bars for precision '" + precision + "' (fp32, fp16 or int8)");
         }
         List<String> out = new ArrayList<>();
         if (!f.finite) out.add("non-finite outputs");
-        if (!(f.maxAbs <= maxAbs)) {
+        if (maxAbs != null && !(f.maxAbs <= maxAbs)) {
             out.add("max abs error " + pyG(f.maxAbs, 3) + " > " + pyG(maxAbs, 6));
         }
         if (minCos != null && !(f.cosineMin >= minCos)) {
             out.add("min cosine " + (Double.isNaN(f.cosineMin) ? "nan" : String.format(Locale.ROOT, "%.6f", f.cosineMin))
                     + " < " + minCos);
         }
-        if (f.zeroShotAgreement < MIN_ZERO_SHOT_AGREEMENT) {
-            out.add("zero-shot top-1 agreement " + (long) Math.rint(f.zeroShotAgreement * 100) + "% < 100%");
+        if (f.zeroShotAgreement < agreement) {
+            out.add("zero-shot top-1 agreement " + (long) Math.rint(f.zeroShotAgreement * 100) + "% < "
+                    + (long) Math.rint(agreement * 100) + "%");
         }
         return out;
     }

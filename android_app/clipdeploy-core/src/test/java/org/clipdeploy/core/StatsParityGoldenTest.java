@@ -46,7 +46,7 @@ public class StatsParityGoldenTest {
     @Test
     public void parityFiguresAndBarsEqualClipLatencys() throws Exception {
         List<Object> cases = Json.list(Goldens.json("stats.json").get("parity"));
-        assertEquals(5, cases.size());
+        assertEquals(6, cases.size());
         for (Object o : cases) {
             Map<String, Object> c = Json.map(o);
             String name = Json.str(c.get("name"));
@@ -65,7 +65,7 @@ public class StatsParityGoldenTest {
                 assertEquals(null, want.get("max_abs"));
             }
             Map<String, Object> fails = Json.map(c.get("failures"));
-            for (String p : new String[] {"fp32", "fp16"}) {
+            for (String p : new String[] {"fp32", "fp16", "int8"}) {
                 List<Object> wantF = Json.list(fails.get(p));
                 List<String> gotF = Parity.failures(f, p);
                 assertEquals(name + " " + p + " " + gotF, wantF.size(), gotF.size());
