@@ -181,3 +181,21 @@ def test_broken_reports_are_rejected_with_one_line(breakage, where):
     assert where in msg and "\n" not in msg
     with pytest.raises(ReportError):
         validate_report([rep])
+
+
+def test_zero_shot_agreement_counts_a_reference_tie_as_agreeing():
+    """A runner-up within ZERO_SHOT_TIE of the reference's top-1 is a tie, not a disagreement; a clearly
+    worse top-1 is; the bars of each precision apply to the result (int8: >= 99 %)."""
+    from clipdeploy.latency.parity import ZERO_SHOT_TIE, failures
+    other = np.eye(3)
+    ref = np.array([[0.7, 0.7 - 5e-5, 0.1], [0.0, 0.0, 1.0]])
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    near = ref.copy()
+    near[0] = ref[0, [1, 0, 2]]             # picks the runner-up, which the reference put 5e-5 lower
+    fig = measure(ref, near, other)
+    assert ref[0, 0] - ref[0, 1] < ZERO_SHOT_TIE and fig["zero_shot_agreement"] == 1.0
+    far = ref.copy()
+    far[1] = [1.0, 0.0, 0.0]                # the reference's similarity to class 0 is 0, not ~1
+    fig = measure(ref, far, other)
+    assert fig["zero_shot_agreement"] == 0.5
+    assert "zero-shot top-1 agreement 50% < 99%" in failures(fig, "int8")

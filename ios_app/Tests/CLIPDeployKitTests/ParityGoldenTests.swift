@@ -6,7 +6,7 @@ import XCTest
 final class ParityGoldenTests: XCTestCase {
     func testParityFiguresAndBarsEqualClipLatencys() throws {
         let cases = try Json.list(Goldens.json("stats.json")["parity"])
-        XCTAssertEqual(cases.count, 6)
+        XCTAssertEqual(cases.count, 7)
         for o in cases {
             let c = try Json.map(o)
             let name = try Json.str(c["name"])

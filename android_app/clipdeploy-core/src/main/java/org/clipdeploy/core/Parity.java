@@ -9,7 +9,8 @@ import java.util.Map;
 /**
  * Parity of embeddings against reference embeddings, with clip-latency's definitions and bars
  * (clipdeploy.latency.parity): max abs error, cosine (min, mean), zero-shot top-1 agreement against the
- * other tower's reference. Never cosine alone.
+ * other tower's reference (a top-1 within {@link #ZERO_SHOT_TIE} of the reference's own top-1 similarity
+ * is a tie, not a disagreement). Never cosine alone.
  */
 public final class Parity {
     private Parity() {}
@@ -18,6 +19,8 @@ public final class Parity {
     public static final double FP16_MAX_ABS = 2e-3;
     public static final double FP16_MIN_COSINE = 0.9999;
     public static final double MIN_ZERO_SHOT_AGREEMENT = 1.0;
+    /** Reference similarities this close to the top-1 are a tie, not a zero-shot disagreement. */
+    public static final double ZERO_SHOT_TIE = 1e-4;
     /** int8 (quantized) bars: no max-abs bar. */
     public static final double INT8_MIN_COSINE = 0.999;
     public static final double INT8_MIN_ZERO_SHOT_AGREEMENT = 0.99;
@@ -88,7 +91,8 @@ public final class Parity {
                     sg[m] += got[r][k] * other[m][k];
                 }
             }
-            if (Vectors.argmax(sr) == Vectors.argmax(sg)) agree++;
+            int topRef = Vectors.argmax(sr), topGot = Vectors.argmax(sg);
+            if (topRef == topGot || sr[topRef] - sr[topGot] <= ZERO_SHOT_TIE) agree++;
         }
         return new Figures(maxAbs, cosMin, cosSum / n, n == 0 ? 0 : (double) agree / n, n, true);
     }

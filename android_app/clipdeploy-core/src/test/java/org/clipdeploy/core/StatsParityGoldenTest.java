@@ -46,7 +46,7 @@ public class StatsParityGoldenTest {
     @Test
     public void parityFiguresAndBarsEqualClipLatencys() throws Exception {
         List<Object> cases = Json.list(Goldens.json("stats.json").get("parity"));
-        assertEquals(6, cases.size());
+        assertEquals(7, cases.size());
         for (Object o : cases) {
             Map<String, Object> c = Json.map(o);
             String name = Json.str(c.get("name"));
