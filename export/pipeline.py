@@ -211,7 +211,7 @@ def _tradeoffs(artifacts: list, root: Path, image, ids, log, runs: int = 20) -> 
         b = backend(target)
         times = _time_variants(b, [root / a["path"] for a in arts], image if which == "image" else ids,
                                runs) if b.can_run_here else None
-        best, default_why = base, "float (reference precision)"
+        best, decisions = base, []
         for i, a in enumerate(arts):
             row = {"target": target, "encoder": which, "precision": a["precision"], "path": a["path"],
                    "size_bytes": a["size_bytes"], "size_ratio": a["size_bytes"] / base["size_bytes"],
@@ -232,13 +232,12 @@ def _tradeoffs(artifacts: list, root: Path, image, ids, log, runs: int = 20) -> 
             else:
                 best, why = a, f"x{row['speedup']:.2f} faster than {base['precision']} at parity"
             row["default_decision"] = why
-            if best is a:
-                default_why = why
+            decisions.append(f"{a['precision']}: {why}")
         best["default"] = True
         for row in rows:
             if row["target"] == target and row["encoder"] == which:
                 row["default"] = row["path"] == best["path"]
-        log(f"[{target}] {which}: default {best['path']} ({default_why}); "
+        log(f"[{target}] {which}: default {best['path']} ({'; '.join(decisions) or 'float'}); "
             + ", ".join(f"{r['precision']} {r['size_bytes'] / 2 ** 20:.1f} MB"
                         + (f" {r['median_ms']:.1f} ms" if r["median_ms"] else "")
                         + f" cos {r['cosine_min']:.5f}" for r in rows

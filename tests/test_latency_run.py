@@ -248,3 +248,21 @@ def test_run_bad_input_exits_2(tmp_path, bundle, capsys):
     assert main(["run", str(bundle), "--runs", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(e.startswith("error: ") for e in err)
+
+
+def test_compare_holds_int8_records_to_the_int8_bar(run_a, tmp_path, capsys):
+    """An int8 record keeps its export bar (cosine >= 0.999), not the float default 0.9999."""
+    rep = load_report(run_a[1])
+    base = json.loads(json.dumps(rep))
+    target = next(r for r in base["records"] if r["status"] == "ok")
+    target["precision"] = "int8"
+    dump_report(base, tmp_path / "base.json")
+    for cosine, rc in ((0.9995, 0), (0.998, 1)):
+        cur = json.loads(json.dumps(base))
+        next(r for r in cur["records"] if r["id"] == target["id"])["parity"]["cosine_min"] = cosine
+        dump_report(cur, tmp_path / "cur.json")
+        assert main(["compare", str(tmp_path / "base.json"), str(tmp_path / "cur.json")]) == rc, cosine
+        out = capsys.readouterr().out
+        assert (f"{target['artifact']} @ {target['runtime']}: PARITY" in out) == (rc == 1)
+        if rc:
+            assert "cosine_min 0.998000 < 0.999" in out
