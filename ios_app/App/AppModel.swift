@@ -22,10 +22,11 @@ final class Engine {
         self.computeUnits = computeUnits
     }
 
-    /// The artifact the demo tabs use for an encoder: Core ML fp16 when there is one, else fp32.
+    /// The artifact the demo tabs use for an encoder: the manifest's default Core ML one (an int8 variant only
+    /// where it passed and ran faster at export), else fp16, else whatever there is.
     static func artifact(_ bundle: ModelBundle, encoder: String) -> ModelBundle.Artifact? {
         let arts = bundle.artifacts.filter { $0.target == "coreml" && $0.encoder == encoder }
-        return arts.first { $0.precision == "fp16" } ?? arts.first
+        return arts.first { $0.isDefault } ?? arts.first { $0.precision == "fp16" } ?? arts.first
     }
 
     /// On `queue` only.

@@ -17,9 +17,13 @@ public final class ModelBundle {
         public let imageTypeVariant: String?
         /// True for an entry made from `imageTypeVariant`: it takes pixels (a CVPixelBuffer), not a tensor.
         public let takesPixels: Bool
+        /// The manifest's `default`: false for a variant (e.g. int8) its float artifact beat or that missed
+        /// its bars; true when the manifest predates the flag (the JVM core's `Artifact.isDefault`).
+        public let isDefault: Bool
 
         public init(target: String, precision: String, encoder: String, path: String, url: URL,
-                    parity: [String: Any]?, imageTypeVariant: String? = nil, takesPixels: Bool = false) {
+                    parity: [String: Any]?, imageTypeVariant: String? = nil, takesPixels: Bool = false,
+                    isDefault: Bool = true) {
             self.target = target
             self.precision = precision
             self.encoder = encoder
@@ -28,6 +32,7 @@ public final class ModelBundle {
             self.parity = parity
             self.imageTypeVariant = imageTypeVariant
             self.takesPixels = takesPixels
+            self.isDefault = isDefault
         }
 
         public var isImage: Bool { encoder == "image" }
@@ -92,7 +97,7 @@ public final class ModelBundle {
                 arts.append(Artifact(target: try Json.str(a["target"]), precision: try Json.str(a["precision"]),
                                      encoder: try Json.str(a["encoder"]), path: path,
                                      url: dir.appendingPathComponent(path), parity: a["parity"] as? [String: Any],
-                                     imageTypeVariant: variant))
+                                     imageTypeVariant: variant, isDefault: (a["default"] as? Bool) ?? true))
             }
         } catch {
             throw CLIPDeployError(.bundle, "\(mf.path): bad artifacts list: \(oneLine(error))")
@@ -171,7 +176,8 @@ public final class ModelBundle {
             if let v = a.imageTypeVariant, FileManager.default.fileExists(atPath: resolve(v).path) {
                 let variantParity = (a.parity?["image_type_variant"]) as? [String: Any]
                 out.append(Artifact(target: a.target, precision: a.precision, encoder: a.encoder, path: v,
-                                    url: resolve(v), parity: variantParity, takesPixels: true))
+                                    url: resolve(v), parity: variantParity, takesPixels: true,
+                                    isDefault: a.isDefault))
             }
         }
         return out
