@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import bundle as bundle_mod
-from .backends.base import BackendUnavailable
+from .backends.base import BackendUnavailable, time_alternately
 from .parity import QUANTIZED, THRESHOLDS, ParityError, check, measure
 from .targets import ExportInputError, backend, resolve
 from .wrappers import IMAGE_INPUT, OUTPUT, TEXT_INPUT, encoder, example_input
@@ -209,8 +209,8 @@ def _tradeoffs(artifacts: list, root: Path, image, ids, log, runs: int = 20) -> 
         floats = [a for a in arts if a["precision"] not in QUANTIZED]
         base = floats[0] if floats else arts[0]
         b = backend(target)
-        times = _time_variants(b, [root / a["path"] for a in arts], image if which == "image" else ids,
-                               runs) if b.can_run_here else None
+        times = time_alternately([b.open(root / a["path"]) for a in arts],
+                                 image if which == "image" else ids, runs) if b.can_run_here else None
         best, decisions = base, []
         for i, a in enumerate(arts):
             row = {"target": target, "encoder": which, "precision": a["precision"], "path": a["path"],
@@ -243,21 +243,6 @@ def _tradeoffs(artifacts: list, root: Path, image, ids, log, runs: int = 20) -> 
                         + f" cos {r['cosine_min']:.5f}" for r in rows
                         if r["target"] == target and r["encoder"] == which and r["cosine_min"] is not None))
     return rows
-
-
-def _time_variants(b, paths: list, x: np.ndarray, runs: int) -> list:
-    """Median ms of each artifact on ``x``, the artifacts called alternately (same load on each)."""
-    calls = [b.open(p) for p in paths]
-    for call in calls:
-        for _ in range(3):
-            call(x)
-    samples = [[] for _ in calls]
-    for _ in range(runs):
-        for call, s in zip(calls, samples):
-            t = time.perf_counter()
-            call(x)
-            s.append((time.perf_counter() - t) * 1e3)
-    return [float(np.median(s)) for s in samples]
 
 
 def _size(base: Path, files) -> int:

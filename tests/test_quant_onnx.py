@@ -22,10 +22,8 @@ CANDIDATES = {"image": {"dynamic-matmul", "static-conv", "static-conv+dynamic-ma
 def bundle(tmp_path_factory):
     out = tmp_path_factory.mktemp("int8") / "mobileclip_s0"
     lines = []
-    # accept_degraded: an int8 artifact that misses its gate is still written (flagged, never the
-    # default), so that one test below names the miss instead of every test erroring in this fixture
     export_bundle("mobileclip_s0", ["onnx"], precision="int8", random_weights=0, out=out,
-                  accept_degraded=True, backend_options={"ort_offline": "auto"},
+                  backend_options={"ort_offline": "auto"},
                   log=lambda *a: lines.append(" ".join(map(str, a))))
     print("\n" + "\n".join(lines))
     manifest = json.loads((out / "manifest.json").read_text())   # what was written, not the return value

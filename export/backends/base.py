@@ -7,6 +7,7 @@ the parity gate passed.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -57,3 +58,18 @@ class Backend:
         """Where ``can_run_here`` is False: evaluate the *saved* artifact with a reference
         implementation of its format (not the device's kernels) -> ``(embeddings [N, D], info)``."""
         raise BackendUnavailable(f"{self.name}: no reference runtime for this artifact on this host")
+
+
+def time_alternately(calls: list, x: np.ndarray, runs: int = 15, warmup: int = 3) -> list:
+    """Median ms of each ``call(x)``, the calls interleaved run by run (the same load on each); how
+    precision variants and quantization candidates are timed against each other at export."""
+    for call in calls:
+        for _ in range(warmup):
+            call(x)
+    samples = [[] for _ in calls]
+    for _ in range(runs):
+        for call, s in zip(calls, samples):
+            t = time.perf_counter()
+            call(x)
+            s.append((time.perf_counter() - t) * 1e3)
+    return [float(np.median(s)) for s in samples]

@@ -251,7 +251,8 @@ def _offline_optimization(path: Path, input_name: str, reference: tuple, mode: s
 
     from clipdeploy.latency.parity import failures, measure
 
-    from .onnx_quant import session, time_alternately
+    from .base import time_alternately
+    from .onnx_quant import session
 
     rec = {"level": "extended", "mode": mode, "kept": False, "onnxruntime": ort.__version__}
     if external:

@@ -40,6 +40,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .base import time_alternately
+
 DYNAMIC, STATIC, BOTH = "dynamic-matmul", "static-conv", "static-conv+dynamic-matmul"
 CANDIDATES = (DYNAMIC, STATIC, BOTH)
 #: a Gather table bigger than this (float32 bytes) is stored in int8 by every candidate
@@ -283,20 +285,6 @@ def session(path: Path, level=None, threads: Optional[int] = None):
     if threads:
         so.intra_op_num_threads = int(threads)
     return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-
-
-def time_alternately(calls: list, x: np.ndarray, runs: int = 15, warmup: int = 3) -> list:
-    """Median ms of each ``call(x)``, the calls interleaved run by run (the same load on each)."""
-    for call in calls:
-        for _ in range(warmup):
-            call(x)
-    samples = [[] for _ in calls]
-    for _ in range(runs):
-        for call, s in zip(calls, samples):
-            t = time.perf_counter()
-            call(x)
-            s.append((time.perf_counter() - t) * 1e3)
-    return [float(np.median(s)) for s in samples]
 
 
 def parity(path: Path, input_name: str, calibration: np.ndarray, reference: np.ndarray,
