@@ -9,11 +9,11 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from .build import build_module
-from .checkpoint import load_state_dict_checked, read_state_dict
-from .download import download, sha256_file
+from .build import arch_of, build_module, default_arch
+from .checkpoint import checkpoint_layout, load_state_dict_checked, read_state_dict
+from .download import cache_dir, download, sha256_file
 from .errors import ClipDeployError
-from .layouts import apple_to_native, native_to_apple
+from .layouts import apple_to_native, native_to_apple, to_layout
 from .preprocess import normalize_image, preprocess_image
 from .registry import ModelSpec, get_spec, list_models
 from .test_weights import seeded_state_dict
@@ -83,17 +83,37 @@ class CLIPModel:
         text = self.encode_text(self.tokenize([template.format(label) for label in labels]))
         return (self.logit_scale * self.encode_image(images) @ text.T).softmax(dim=-1)
 
+    @property
+    def arch(self) -> str:
+        """'hf' (transformers CLIPModel) or 'open_clip' (every other layout loads into open_clip)."""
+        return "hf" if hasattr(self.module, "vision_model") else "open_clip"
+
     def state_dict(self, layout: str = "native") -> dict:
-        """The weights in ``native`` (open_clip) layout or, for Apple's models, ``apple`` layout."""
+        """The weights in ``native`` layout (the module's own keys) or in one of the spec's checkpoint
+        layouts the module's architecture can be written in (``apple``, ``openai``, ``tinyclip``; a
+        Hugging Face module's native layout *is* ``hf``)."""
         sd = self.module.state_dict()
-        if layout == "native":
+        if layout == "native" or (layout == "hf" and self.arch == "hf"):
             return sd
-        if layout == "apple":
-            if self.fused:
-                raise ValueError("a fused model has no Apple .pt layout (Apple's files are unfused); "
-                                 "save it with clip-reparam or state_dict('native')")
-            return native_to_apple(sd, self.module, self.spec)
-        raise ValueError(f"unknown layout '{layout}': use 'native' or 'apple'")
+        if layout not in self.spec.layouts:
+            raise ValueError(f"{self.spec.name} has no '{layout}' layout: use one of "
+                             f"{', '.join(self.spec.layouts)}")
+        if self.arch == "hf" or layout == "hf":
+            raise ValueError(f"this {self.spec.name} module was loaded as {self.arch}; the '{layout}' "
+                             f"layout needs a checkpoint loaded in that architecture")
+        if self.fused:
+            raise ValueError(f"a fused model has no {layout} layout (released files are unfused); "
+                             f"save it with clip-reparam or state_dict('native')")
+        return to_layout(sd, self.module, self.spec, layout)
+
+
+def checkpoint_sha(path) -> str:
+    """sha256 of a checkpoint file; of a HF directory, of its weight file."""
+    from .hf import WEIGHT_FILES, is_hf_dir
+    p = Path(path)
+    if is_hf_dir(p):
+        p = next(p / n for n in WEIGHT_FILES if (p / n).is_file())
+    return sha256_file(p)
 
 
 def _is_url(s: str) -> bool:
@@ -103,6 +123,8 @@ def _is_url(s: str) -> bool:
 def resolve_checkpoint(spec: ModelSpec, checkpoint: Union[str, os.PathLike, None],
                        progress: bool = True, sha256: Optional[str] = None) -> Path:
     """A local file for ``checkpoint``: the file itself, a downloaded URL, or the official weights."""
+    if checkpoint is None and spec.checkpoint.layout == "hf":
+        return download_hf(spec.checkpoint, progress=progress)
     if checkpoint is None:
         ck = spec.checkpoint
         if ck.sha256 is None:
@@ -114,6 +136,26 @@ def resolve_checkpoint(spec: ModelSpec, checkpoint: Union[str, os.PathLike, None
         expected = sha256 or (official.sha256 if checkpoint == official.url else None)
         return download(checkpoint, sha256=expected, progress=progress)
     return Path(checkpoint)
+
+
+def download_hf(ck, progress: bool = True, dest_dir=None) -> Path:
+    """A Hugging Face CLIPModel directory: the weights and ``config.json`` of ``ck``, in one folder."""
+    dest = Path(dest_dir) if dest_dir else cache_dir() / "hf" / ck.repo.replace("/", "--")
+    if ck.sha256 is None:
+        print(f"warning: no published sha256 is known for {ck.repo}; the download is not "
+              f"checksum-verified", file=sys.stderr)
+    download(ck.url, sha256=ck.sha256, filename=ck.filename, dest_dir=dest, progress=progress)
+    for filename, url in ck.extra:
+        download(url, filename=filename, dest_dir=dest, progress=progress)
+    return dest
+
+
+def read_checkpoint(path) -> tuple:
+    """(state dict, HF config.json dict or None) of a checkpoint file or HF directory."""
+    from .hf import is_hf_dir, read_hf_dir
+    if is_hf_dir(path):
+        return read_hf_dir(path)
+    return read_state_dict(path), None
 
 
 def load_model(name: str, checkpoint: Union[str, os.PathLike, None] = None,
@@ -129,8 +171,8 @@ def load_model(name: str, checkpoint: Union[str, os.PathLike, None] = None,
     spec = get_spec(name)
     if checkpoint is not None and random_weights is not None:
         raise ClipDeployError("pass either a checkpoint or random_weights, not both")
-    module = build_module(spec)
     if random_weights is not None:
+        module = build_module(spec)
         sd = seeded_state_dict(module, int(random_weights))
         if spec.family == "mobileclip":
             # written in Apple's released layout, as the real checkpoints are
@@ -139,9 +181,17 @@ def load_model(name: str, checkpoint: Union[str, os.PathLike, None] = None,
         model = CLIPModel(spec, module, source=f"random_weights={int(random_weights)}", layout="random")
     else:
         path = resolve_checkpoint(spec, checkpoint, progress=progress, sha256=sha256)
-        sd = read_state_dict(path)
+        sd, hf_config = read_checkpoint(path)
+        found = checkpoint_layout(sd)
+        arch = (("hf" if any(k.startswith("vision_model.") for k in sd) else "open_clip")
+                if found == "fused" else arch_of(found) if found != "unknown" else default_arch(spec))
+        widths = None
+        if spec.pruned and found not in ("unknown", "hf"):
+            from .pruned import infer_widths
+            widths = infer_widths(sd, spec)
+        module = build_module(spec, arch, widths=widths, hf_config=hf_config)
         layout = load_state_dict_checked(module, spec, sd, source=str(checkpoint or path))
         model = CLIPModel(spec, module, source=str(checkpoint or spec.checkpoint.url),
-                          checkpoint_sha256=sha256_file(path), layout=layout, fused=layout == "fused")
+                          checkpoint_sha256=checkpoint_sha(path), layout=layout, fused=layout == "fused")
     module.to(device).eval()
     return model

@@ -5,6 +5,7 @@ Files: ``.safetensors`` (safetensors), anything else through ``torch.load(..., w
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import pickle
 import zipfile
@@ -13,7 +14,8 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError, CheckpointMismatchError
-from .layouts import apple_to_native, detect_layout, expected_apple_shapes
+from .torchscript import is_torchscript_archive, read_torchscript_weights
+from .layouts import detect_layout, from_layout, tinyclip_canonical, to_layout
 
 SHOW = 5  # keys listed per category in an error message
 FUSED_MARKER = "__clipdeploy_fused__"  # written by clip-reparam (clipdeploy.reparam.fused_state_dict)
@@ -26,7 +28,8 @@ def read_state_dict(path) -> dict:
         raise CheckpointError(f"checkpoint not found: {path}; pass an existing file, an http(s) URL, "
                               f"or --random-weights SEED")
     if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a directory; pass the .pt/.bin/.safetensors file")
+        raise CheckpointError(f"checkpoint {path} is a directory without config.json; pass the "
+                              f".pt/.bin/.safetensors file, or a Hugging Face CLIPModel directory")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes); download it again")
     if path.suffix == ".safetensors":
@@ -37,9 +40,17 @@ def read_state_dict(path) -> dict:
             raise CheckpointError(f"checkpoint {path} is not a readable safetensors file "
                                   f"({str(e).splitlines()[0][:120]}); it is corrupt or truncated: "
                                   f"download it again") from None
+    elif is_torchscript_archive(path):  # OpenAI's released .pt files
+        try:
+            sd = read_torchscript_weights(path)
+        except (pickle.UnpicklingError, KeyError, EOFError, ValueError, RuntimeError, OSError) as e:
+            raise CheckpointError(f"checkpoint {path} is a TorchScript archive whose weights cannot be "
+                                  f"read ({str(e)[:160]}); download it again") from None
     else:
         try:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+            # training checkpoints (the TinyCLIP fork's) keep their argparse.Namespace next to the weights
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                sd = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
             if "weights_only" in str(e) or "Unsupported" in str(e) or "global" in str(e).lower():
@@ -82,15 +93,15 @@ def _shapes(sd: dict) -> dict:
 @functools.lru_cache(maxsize=None)
 def _reference_keys(name: str, layout: str):
     """Expected {key: shape} of registry model ``name`` in ``layout`` (built on the meta device)."""
-    from .build import build_module
+    from .build import arch_of, build_module
     from .registry import get_spec
     spec = get_spec(name)
+    if layout not in ("native", "fused") and layout not in spec.layouts:
+        return None
     with torch.device("meta"):
-        module = build_module(spec)
-    if layout == "apple":
-        if spec.family != "mobileclip":
-            return None
-        return {k: s for k, (_, s) in expected_apple_shapes(module, spec).items()}
+        module = build_module(spec, arch_of(layout))
+    if layout not in ("native", "fused", "hf"):
+        return {k: tuple(v.shape) for k, v in to_layout(module.state_dict(), module, spec, layout).items()}
     if layout == "fused":
         try:
             from clipdeploy.reparam import to_inference_form
@@ -157,11 +168,22 @@ def _load_fused(module, spec, sd: dict, source: str) -> str:
     return "fused"
 
 
+def accepts(spec, layout: str) -> bool:
+    """Whether registry model ``spec`` loads checkpoints in ``layout``."""
+    return layout in spec.layouts or (layout == "native" and "open_clip" in spec.layouts)
+
+
+def checkpoint_layout(sd: dict) -> str:
+    """The layout of a checkpoint's state dict ('fused' for a clip-reparam checkpoint)."""
+    return "fused" if FUSED_MARKER in sd else detect_layout(sd)
+
+
 def load_state_dict_checked(module, spec, sd: dict, source: str = "checkpoint") -> str:
     """Strictly load ``sd`` (any accepted layout) into ``module``; returns the layout it was in.
 
-    Keys and shapes are compared in the checkpoint's own layout first, so the error names the keys
-    the user's file has or lacks.
+    ``module`` must be of the architecture that layout loads into (:func:`.build.arch_of`). Keys and
+    shapes are compared in the checkpoint's own layout first, so the error names the keys the user's
+    file has or lacks.
     """
     if FUSED_MARKER in sd:
         return _load_fused(module, spec, sd, source)
@@ -170,24 +192,30 @@ def load_state_dict_checked(module, spec, sd: dict, source: str = "checkpoint") 
         guess = guess_model(sd, "native")
         raise CheckpointError(
             f"checkpoint {source} is not a CLIP checkpoint clipdeploy knows (keys like "
-            f"{', '.join(list(sd)[:3])}); expected Apple's mobileclip_*.pt layout or an open_clip "
-            f"state dict" + (f" (it looks like '{guess[0]}')" if guess else ""))
-    if layout == "apple" and "apple" not in spec.layouts:
-        guess = guess_model(sd, "apple")
+            f"{', '.join(list(sd)[:3])}); expected Apple's mobileclip_*.pt, OpenAI's CLIP .pt, the "
+            f"TinyCLIP fork's .pt, a Hugging Face CLIPModel or an open_clip state dict"
+            + (f" (it looks like '{guess[0]}')" if guess else ""))
+    if not accepts(spec, layout):
+        guess = guess_model(sd, layout)
         raise CheckpointMismatchError(
-            f"checkpoint {source} is in Apple's .pt layout, but '{spec.name}' loads "
+            f"checkpoint {source} is in the {layout} layout, but '{spec.name}' loads "
             f"{'/'.join(spec.layouts)} checkpoints"
             + (f"; the keys look like '{guess[0]}': use --model {guess[0]}" if guess else ""),
             looks_like=guess[0] if guess else None)
-    if layout == "apple":
-        err = _mismatch_error(spec, "apple", expected_apple_shapes(module, spec), _shapes(sd), sd, source)
-        if err:
-            raise err
-        sd = apple_to_native(sd, module, spec)
+    if layout == "hf":
+        from .hf import drop_position_ids
+        sd = drop_position_ids(sd)
+        expected = _shapes(module.state_dict())
+    elif layout == "tinyclip":  # compared with the fork's key variants folded together
+        sd = tinyclip_canonical(sd)
+        expected = _shapes(tinyclip_canonical(to_layout(module.state_dict(), module, spec, layout)))
     else:
-        err = _mismatch_error(spec, "native", _shapes(module.state_dict()), _shapes(sd), sd, source)
-        if err:
-            raise err
+        expected = _shapes(to_layout(module.state_dict(), module, spec, layout))
+    err = _mismatch_error(spec, layout, expected, _shapes(sd), sd, source)
+    if err:
+        raise err
+    if layout != "hf":
+        sd = from_layout(sd, module, spec, layout)
     own = module.state_dict()
     sd = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in sd.items()}
     module.load_state_dict(sd, strict=True)

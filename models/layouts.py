@@ -24,13 +24,122 @@ APPLE_TEXT_PREFIX = "text_encoder."
 
 
 def detect_layout(keys) -> str:
-    """'apple', 'native' (open_clip) or 'unknown', from a checkpoint's keys."""
+    """'apple', 'hf', 'tinyclip', 'openai', 'native' (open_clip) or 'unknown', from a checkpoint's keys."""
     keys = list(keys)
     if any(k.startswith(APPLE_IMAGE_PREFIX) or k.startswith(APPLE_TEXT_PREFIX) for k in keys):
         return "apple"
+    if any(k.startswith("text_model.") or k.startswith("vision_model.") for k in keys):
+        return "hf"
+    if any(k.startswith(p) for k in keys for p in TINYCLIP_PREFIXES):
+        return "tinyclip"
+    if any(k.startswith("visual.") for k in keys) and ("token_embedding.weight" in keys
+                                                        or "text_projection" in keys):
+        return "openai"
     if any(k.startswith("visual.") or k.startswith("text.") for k in keys):
         return "native"
     return "unknown"
+
+
+# ----------------------------------------------------------------------------------------------
+# OpenAI (root text keys) and the TinyCLIP fork (wrapped towers) <-> native
+
+
+OPENAI_NOT_WEIGHTS = ("input_resolution", "context_length", "vocab_size")
+
+
+def openai_to_native(sd: dict) -> dict:
+    """OpenAI's CLIP state dict (text tower at the root) -> native, by open_clip's own converter; the
+    constants OpenAI's TorchScript models keep as tensors are dropped."""
+    from open_clip.model import convert_to_custom_text_state_dict
+    return convert_to_custom_text_state_dict({k: v for k, v in sd.items() if k not in OPENAI_NOT_WEIGHTS})
+
+
+def native_to_openai(sd: dict) -> dict:
+    return {(k[len("text."):] if k.startswith("text.") else k): v for k, v in sd.items()}
+
+
+# The TinyCLIP fork (microsoft/Cream TinyCLIP/src/open_clip/model.py, CLIPBase) wraps the towers of an
+# open_clip CLIP: the image tower under `_image_encoder.visual.`, the text tower (open_clip CLIP's root
+# text keys) under `_text_encoder.`, the temperature as `_logit_scale.logit_scale`. Its training loop
+# wraps each in DistributedDataParallel, so released files carry `.module.` segments (`_image_encoder.
+# module.visual.…`, read by the fork's `convert_to_new_checkpoint`), inside {"state_dict": …}. The
+# pruned "auto" models are saved after `image_encoder_without_ddp = …prune()`, which registers the
+# towers again as `image_encoder_without_ddp.`/`text_encoder_without_ddp.` (the names the fork's
+# `load_pruned_model` reads); the `_image_encoder` copies may be present too, with equal tensors.
+TINYCLIP_CANONICAL = (("_image_encoder.visual.", "visual."), ("_text_encoder.", "text."),
+                      ("_logit_scale.logit_scale", "logit_scale"))
+TINYCLIP_RELEASE = {
+    False: (("_image_encoder.module.visual.", "visual."), ("_text_encoder.module.", "text."),
+            ("_logit_scale.module.logit_scale", "logit_scale")),
+    True: (("image_encoder_without_ddp.visual.", "visual."), ("text_encoder_without_ddp.", "text."),
+           ("_logit_scale.module.logit_scale", "logit_scale")),
+}
+TINYCLIP_PREFIXES = ("_image_encoder.", "_text_encoder.", "_logit_scale.", "image_encoder_without_ddp.",
+                     "text_encoder_without_ddp.")
+
+
+def _rename(sd: dict, pairs) -> dict:
+    out = {}
+    for k, v in sd.items():
+        for src, dst in pairs:
+            if k.startswith(src):
+                k = dst + k[len(src):]
+                break
+        out[k] = v
+    return out
+
+
+def tinyclip_canonical(sd: dict) -> dict:
+    """Any TinyCLIP-fork key variant (DDP `.module.`, `*_without_ddp` copies) -> `_image_encoder.visual.…`,
+    `_text_encoder.…`, `_logit_scale.logit_scale`. Duplicate copies must hold equal tensors."""
+    from .errors import CheckpointError
+    out = {}
+    for k, v in sd.items():
+        c = k.replace("image_encoder_without_ddp.", "_image_encoder.", 1) if k.startswith("image_encoder_without_ddp.") else k
+        if c.startswith("text_encoder_without_ddp."):
+            c = "_text_encoder." + c[len("text_encoder_without_ddp."):]
+        if c.startswith(("_image_encoder.", "_text_encoder.", "_logit_scale.")):
+            c = re.sub(r"\.module(?=\.|$)", "", c)
+        if c in out:
+            if not (out[c].shape == v.shape and torch.equal(out[c], v)):
+                raise CheckpointError(f"checkpoint has two different copies of {c} (e.g. {k}); it is "
+                                      f"not a consistent TinyCLIP checkpoint")
+            continue
+        out[c] = v
+    return out
+
+
+def tinyclip_to_native(sd: dict) -> dict:
+    return _rename(tinyclip_canonical(sd), TINYCLIP_CANONICAL)
+
+
+def native_to_tinyclip(sd: dict, spec) -> dict:
+    """Native -> the layout the fork's released files have (manual: DDP prefixes; auto: *_without_ddp)."""
+    return _rename(sd, [(dst, src) for src, dst in TINYCLIP_RELEASE[bool(spec.pruned)]])
+
+
+def to_layout(native_sd: dict, module: nn.Module, spec, layout: str) -> dict:
+    """``module``'s native (open_clip) state dict in checkpoint ``layout``."""
+    if layout == "apple":
+        return native_to_apple(native_sd, module, spec)
+    if layout == "openai":
+        return native_to_openai(native_sd)
+    if layout == "tinyclip":
+        return native_to_tinyclip(native_sd, spec)
+    if layout == "native":
+        return dict(native_sd)
+    raise ValueError(f"no conversion from the native layout to '{layout}'")
+
+
+def from_layout(sd: dict, module: nn.Module, spec, layout: str) -> dict:
+    """A ``layout`` checkpoint's state dict in ``module``'s native keys."""
+    if layout == "apple":
+        return apple_to_native(sd, module, spec)
+    if layout == "openai":
+        return openai_to_native(sd)
+    if layout == "tinyclip":
+        return tinyclip_to_native(sd)
+    return dict(sd)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def _draw(owner: nn.Module, pname: str, full: str, t: torch.Tensor, g: torch.Gen
     if isinstance(owner, (nn.LayerNorm, nn.GroupNorm)):
         return (_uniform(shape, 0.8, 1.2, g) if pname == "weight"
                 else torch.randn(shape, generator=g) * 0.05)
-    if isinstance(owner, nn.Embedding):
+    if isinstance(owner, nn.Embedding) and "position" not in full:
         return torch.randn(shape, generator=g) * EMB_STD
     if "pos" in pname or "cls_token" in pname or "positional" in full:
         return torch.randn(shape, generator=g) * 0.02
@@ -77,7 +77,8 @@ def _draw(owner: nn.Module, pname: str, full: str, t: torch.Tensor, g: torch.Gen
         fan_in = shape[1:].numel()
         if isinstance(owner, nn.modules.conv._ConvNd):
             fan_in = (owner.in_channels // owner.groups) * math.prod(owner.kernel_size)
-        gain = QKV_GAIN if ("qkv" in full or "in_proj" in full) else W_GAIN
+        gain = QKV_GAIN if any(n in full for n in ("qkv", "in_proj", "q_proj", "k_proj", "v_proj")) \
+            else W_GAIN
         return torch.randn(shape, generator=g) * gain / math.sqrt(max(fan_in, 1))
     return torch.randn(shape, generator=g) * BIAS_STD          # biases and other vectors
 
