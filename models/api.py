@@ -16,7 +16,7 @@ from .errors import ClipDeployError
 from .layouts import apple_to_native, native_to_apple, to_layout
 from .preprocess import normalize_image, preprocess_image
 from .registry import ModelSpec, get_spec, list_models
-from .test_weights import seeded_state_dict
+from .test_weights import VIT_QKV_GAIN, seeded_state_dict
 from .tokenizer import tokenize
 
 __all__ = ["CLIPModel", "load_model", "list_models", "build_module"]
@@ -173,7 +173,8 @@ def load_model(name: str, checkpoint: Union[str, os.PathLike, None] = None,
         raise ClipDeployError("pass either a checkpoint or random_weights, not both")
     if random_weights is not None:
         module = build_module(spec)
-        sd = seeded_state_dict(module, int(random_weights))
+        sd = seeded_state_dict(module, int(random_weights),
+                               image_qkv_gain=VIT_QKV_GAIN if spec.family in ("openai", "tinyclip") else None)
         if spec.family == "mobileclip":
             # written in Apple's released layout, as the real checkpoints are
             sd = apple_to_native(native_to_apple(sd, module, spec), module, spec)

@@ -83,12 +83,30 @@ class _Visual(nn.Module):
 
 
 class _Text(nn.Module):
+    """transformers' text tower, driven with a constant causal mask and EOT = highest id pooling.
+
+    ``CLIPTextModel.forward`` builds its causal mask from the input at run time and finds the EOT by
+    comparing ids with ``eos_token_id``; exported, those ops stay outside XNNPACK. Here the same
+    submodules run with the mask as a constant and the EOT found as ``argmax(ids)`` (the CLIP BPE's
+    EOT, 49407, is its highest id, and argmax returns its first occurrence, as transformers does), so
+    the function is the same (tests compare it with ``get_text_features``).
+    """
+
     def __init__(self, text_model, projection):
         super().__init__()
         self.text_model, self.projection = text_model, projection
+        n = text_model.config.max_position_embeddings
+        self.register_buffer("causal_mask", torch.full((n, n), float("-inf")).triu(1)[None, None],
+                             persistent=False)
 
     def forward(self, input_ids):
-        return self.projection(self.text_model(input_ids=input_ids).pooler_output)
+        tm = self.text_model
+        x = tm.embeddings(input_ids=input_ids)
+        n = input_ids.shape[-1]
+        x = tm.encoder(inputs_embeds=x, attention_mask=self.causal_mask[..., :n, :n]).last_hidden_state
+        x = tm.final_layer_norm(x)
+        pooled = x[torch.arange(x.shape[0], device=x.device), input_ids.to(torch.int32).argmax(dim=-1)]
+        return self.projection(pooled)
 
 
 def _hf_clip_class():

@@ -19,7 +19,11 @@ could pass. The attention gain has a third limit: at 2.5 attention is nearly har
 the 12-layer text towers become chaotic in fp16 (PyTorch ``.half()`` of S1's text tower: max abs 3e-3,
 cosine 0.99977 — ten times what trained CLIP text towers lose), so fp16 parity would measure the test
 weights, not the export; at 2.0 it is 5-6e-4 (cosine >= 0.99999) while caption pairs stay apart
-(pair cosine <= 0.8; at 1.25 they reach 0.99). With these, probe images/captions give pair cosines
+(pair cosine <= 0.8; at 1.25 they reach 0.99). Plain CLIP ViT image towers (OpenAI, TinyCLIP: patch
+conv, ln_pre, standardized inputs) sit closer to that third limit: at 2.0 their bfloat16 cosine is 0.995
+(ten times a trained ViT's fp16 loss, so seeded near-ties flip fp16 zero-shot decisions), at
+``VIT_QKV_GAIN`` = 1.5 it is 0.9997 with image pairs still <= 0.61; those models' image towers use it.
+With these, probe images/captions give pair cosines
 <= 0.96 / 0.8 and a 1e-6 input perturbation moves embeddings by < 1e-6.
 """
 from __future__ import annotations
@@ -39,6 +43,8 @@ BN_VAR = (0.5, 2.0)
 LAYER_SCALE = (0.02, 0.1)
 W_GAIN = 1.25
 QKV_GAIN = 2.0
+VIT_QKV_GAIN = 1.5
+IMAGE_PREFIXES = ("visual.", "vision_model.")
 BIAS_STD = 0.02
 EMB_STD = 0.5
 
@@ -51,7 +57,8 @@ def _uniform(shape, lo, hi, g):
     return torch.rand(shape, generator=g) * (hi - lo) + lo
 
 
-def _draw(owner: nn.Module, pname: str, full: str, t: torch.Tensor, g: torch.Generator):
+def _draw(owner: nn.Module, pname: str, full: str, t: torch.Tensor, g: torch.Generator,
+          image_qkv_gain: float = None):
     shape = t.shape
     if not t.is_floating_point():
         return torch.zeros_like(t)                         # num_batches_tracked
@@ -77,14 +84,16 @@ def _draw(owner: nn.Module, pname: str, full: str, t: torch.Tensor, g: torch.Gen
         fan_in = shape[1:].numel()
         if isinstance(owner, nn.modules.conv._ConvNd):
             fan_in = (owner.in_channels // owner.groups) * math.prod(owner.kernel_size)
-        gain = QKV_GAIN if any(n in full for n in ("qkv", "in_proj", "q_proj", "k_proj", "v_proj")) \
-            else W_GAIN
+        gain = W_GAIN
+        if any(n in full for n in ("qkv", "in_proj", "q_proj", "k_proj", "v_proj")):
+            gain = image_qkv_gain if image_qkv_gain and full.startswith(IMAGE_PREFIXES) else QKV_GAIN
         return torch.randn(shape, generator=g) * gain / math.sqrt(max(fan_in, 1))
     return torch.randn(shape, generator=g) * BIAS_STD          # biases and other vectors
 
 
-def seeded_state_dict(module: nn.Module, seed: int) -> dict:
-    """A full state dict for ``module`` (its own key names), each tensor seeded by its name."""
+def seeded_state_dict(module: nn.Module, seed: int, image_qkv_gain: float = None) -> dict:
+    """A full state dict for ``module`` (its own key names), each tensor seeded by its name.
+    ``image_qkv_gain``: attention gain of the image tower (default ``QKV_GAIN``)."""
     keys = module.state_dict().keys()
     out = {}
     for mod_name, owner in module.named_modules():
@@ -92,7 +101,8 @@ def seeded_state_dict(module: nn.Module, seed: int) -> dict:
         for pname, t in tensors:
             full = f"{mod_name}.{pname}" if mod_name else pname
             if full in keys:
-                out[full] = _draw(owner, pname, full, t.detach(), _gen(seed, full)).to(t.dtype)
+                out[full] = _draw(owner, pname, full, t.detach(), _gen(seed, full),
+                                  image_qkv_gain).to(t.dtype)
     missing = set(keys) - set(out)
     if missing:  # pragma: no cover - a new module type would show up here
         raise RuntimeError(f"seeded_state_dict did not cover: {sorted(missing)[:5]}")

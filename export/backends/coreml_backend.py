@@ -103,6 +103,21 @@ def _feature_io(feature) -> dict:
     return {"name": feature.name, "shape": None, "dtype": kind}
 
 
+def _exported(wrapper, example):
+    """``torch.export`` + core-ATen decompositions, without ``aten.alias`` nodes (transformers' CLIP text
+    model leaves one; coremltools has no converter for it, and an alias computes nothing)."""
+    import torch
+    with torch.no_grad():
+        ep = torch.export.export(wrapper, (example,)).run_decompositions({})
+    graph = ep.graph_module.graph
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target == torch.ops.aten.alias.default:
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    ep.graph_module.recompile()
+    return ep
+
+
 def _io_from_spec(spec):
     return ([_feature_io(f) for f in spec.description.input],
             [_feature_io(f) for f in spec.description.output])
@@ -499,8 +514,7 @@ class CoreMLBackend(Backend):
         timings = {}
         wrapper = wrapper.eval()
         t0 = time.perf_counter()
-        with torch.no_grad():
-            ep = torch.export.export(wrapper, (example,)).run_decompositions({})
+        ep = _exported(wrapper, example)
         timings["torch_export_s"] = round(time.perf_counter() - t0, 2)
 
         t0 = time.perf_counter()
@@ -543,8 +557,7 @@ class CoreMLBackend(Backend):
             it_input = ct.ImageType(name="image", shape=(1, 3, R, R),
                                     color_layout=ct.colorlayout.RGB, scale=1 / 255.0, bias=[0, 0, 0])
             t0 = time.perf_counter()
-            with torch.no_grad():
-                ep2 = torch.export.export(wrapper, (example,)).run_decompositions({})
+            ep2 = _exported(wrapper, example)
             it_model = self._convert(ep2, ct, it_input, precision, target)
             if int8 is not None:              # the chosen compression, the same palettes / fp16 weights
                 it_model = _compress(it_model, int8["name"], int8["lut_fn"], int8["keep_fp16"])
