@@ -7,7 +7,8 @@ Passes, in order (each pass finds its candidates in the current module tree):
 2. our rule for the S0 text tower's RepMixer (depthwise 1x11): mixer conv-BN + identity BN − norm BN,
    scaled by the layer scale, plus the identity, as one depthwise conv;
 3. every conv followed by a BatchNorm (ConvMlp's depthwise conv, the S0 text ConvFFN, ViT-B's stem):
-   BN folded into the conv;
+   BN folded into the conv; then the generic form of the same rule: any module whose traced forward
+   feeds a child conv's output only into a child BN (ModifiedResNet stems, bottlenecks, downsamples);
 4. a BatchNorm that *precedes* a linear (FastViT attention block: BN → qkv): folded into the qkv;
 5. layer scales folded into the conv/linear that produces what they scale (RepMixerBlock → mlp.fc2,
    attention block → attention proj and mlp.fc2, S0 text block → convffn.fc2).
@@ -131,6 +132,41 @@ def _apply_conv_bn(model, name, m):
     m.bn = nn.Sequential(*rest) if rest else nn.Identity()
 
 
+class _RootTracer(torch.fx.Tracer):
+    """Traces a module's own forward only: every submodule call stays one ``call_module`` node."""
+
+    def is_leaf_module(self, m, qualname) -> bool:
+        return True
+
+
+def _conv_bn_pairs(m) -> list:
+    """[(conv child, BN child)] of ``m`` where the BN reads the conv's output and nothing else does —
+    the generic rule for plain conv -> BN code (OpenAI/TinyCLIP ModifiedResNet stems, bottlenecks and
+    downsample Sequentials), found from ``m``'s traced forward, not from attribute names."""
+    kids = dict(m.named_children())
+    if not (any(isinstance(c, nn.Conv2d) for c in kids.values()) and any(_is_bn(c) for c in kids.values())):
+        return []
+    try:
+        graph = _RootTracer().trace(m)
+    except Exception:  # a forward FX cannot trace: no generic fold for this module
+        return []
+    pairs = []
+    for node in graph.nodes:
+        if node.op == "call_module" and _is_bn(kids.get(node.target)) and node.args:
+            src = node.args[0]
+            if (isinstance(src, torch.fx.Node) and src.op == "call_module" and len(src.users) == 1
+                    and isinstance(kids.get(src.target), nn.Conv2d)):
+                pairs.append((src.target, node.target))
+    return pairs
+
+
+def _apply_conv_bn_pairs(model, name, m):
+    for conv_name, bn_name in _conv_bn_pairs(m):
+        conv, bn = getattr(m, conv_name), getattr(m, bn_name)
+        setattr(m, conv_name, folds.new_conv(conv, *folds.fuse_conv_bn(conv, bn)))
+        setattr(m, bn_name, nn.Identity())
+
+
 def _is_bn_before_linear(m) -> bool:
     return isinstance(m, _timm().AttentionBlock) and _is_bn(m.norm)
 
@@ -175,12 +211,14 @@ class Rule:
     kind: Callable  # module -> kind label
     match: Callable
     apply: Callable
+    nested: bool = False  # True: folds only a module's direct children, so nested matches all apply
 
 
 RULES = [
     Rule(lambda m: type(m).__name__, _timm_train_form, _apply_timm),
     Rule(lambda m: "RepMixer (text 1x11)", _is_text_repmixer, _apply_text_repmixer),
     Rule(lambda m: "conv-BN", _is_conv_bn, _apply_conv_bn),
+    Rule(lambda m: "conv-BN", lambda m: bool(_conv_bn_pairs(m)), _apply_conv_bn_pairs, nested=True),
     Rule(lambda m: "BN->qkv", _is_bn_before_linear, _apply_bn_before_linear),
     Rule(lambda m: "layer scale", lambda m: bool(_layer_scale_targets(m)), _apply_layer_scale),
 ]
@@ -249,7 +287,8 @@ def fold_module_tree(model: nn.Module, spec=None, verify: bool = True, images=No
     records: List[FoldRecord] = []
     model.eval()
     for rule in RULES:
-        names = _top_level(model, rule.match)
+        names = ([n for n, m in model.named_modules() if rule.match(m)] if rule.nested
+                 else _top_level(model, rule.match))
         if not names:
             continue
         inputs = _capture_inputs(model, names, spec, images, tokens) if verify else {}
