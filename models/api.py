@@ -160,19 +160,23 @@ def read_checkpoint(path) -> tuple:
 
 def load_model(name: str, checkpoint: Union[str, os.PathLike, None] = None,
                random_weights: Optional[int] = None, device: Union[str, torch.device] = "cpu",
-               progress: bool = True, sha256: Optional[str] = None) -> CLIPModel:
+               progress: bool = True, sha256: Optional[str] = None, arch: Optional[str] = None) -> CLIPModel:
     """Build registry model ``name`` and load its weights.
 
     ``checkpoint``: a local ``.pt``/``.bin``/``.safetensors`` (Apple or open_clip/native layout), or an
     http(s) URL (downloaded to the cache, checked against ``sha256`` when given). Neither it nor
     ``random_weights``: the official weights are downloaded. ``random_weights=SEED``: seeded test weights
-    (outputs depend on inputs), offline.
+    (outputs depend on inputs), offline; ``arch`` ("open_clip" | "hf") picks the architecture they are
+    drawn for (default: that of the model's first layout; a checkpoint's layout picks its own).
     """
     spec = get_spec(name)
     if checkpoint is not None and random_weights is not None:
         raise ClipDeployError("pass either a checkpoint or random_weights, not both")
+    if arch is not None and "hf" not in spec.layouts and arch == "hf":
+        raise ClipDeployError(f"{spec.name} has no Hugging Face CLIPModel form (layouts: "
+                              f"{', '.join(spec.layouts)})")
     if random_weights is not None:
-        module = build_module(spec)
+        module = build_module(spec, arch)
         sd = seeded_state_dict(module, int(random_weights),
                                image_qkv_gain=VIT_QKV_GAIN if spec.family in ("openai", "tinyclip") else None)
         if spec.family == "mobileclip":

@@ -23,6 +23,10 @@ weights, not the export; at 2.0 it is 5-6e-4 (cosine >= 0.99999) while caption p
 conv, ln_pre, standardized inputs) sit closer to that third limit: at 2.0 their bfloat16 cosine is 0.995
 (ten times a trained ViT's fp16 loss, so seeded near-ties flip fp16 zero-shot decisions), at
 ``VIT_QKV_GAIN`` = 1.5 it is 0.9997 with image pairs still <= 0.61; those models' image towers use it.
+Their ResNet towers (ModifiedResNet) end in an attention pool over a residual stream of std ~10-14
+(random BN statistics do not renormalize it): at gain 1.5 its softmax is saturated, picks single
+tokens, and bfloat16 loses cosine 0.99; ``ATTNPOOL_QKV_GAIN`` = 0.3 gives 0.9996 (fp16 ~1e-5) while
+probe image pairs stay <= 0.985 (at 0.15 they reach 0.995: random ReLU features share a large mean).
 With these, probe images/captions give pair cosines
 <= 0.96 / 0.8 and a 1e-6 input perturbation moves embeddings by < 1e-6.
 """
@@ -44,6 +48,7 @@ LAYER_SCALE = (0.02, 0.1)
 W_GAIN = 1.25
 QKV_GAIN = 2.0
 VIT_QKV_GAIN = 1.5
+ATTNPOOL_QKV_GAIN = 0.3
 IMAGE_PREFIXES = ("visual.", "vision_model.")
 BIAS_STD = 0.02
 EMB_STD = 0.5
@@ -86,7 +91,9 @@ def _draw(owner: nn.Module, pname: str, full: str, t: torch.Tensor, g: torch.Gen
             fan_in = (owner.in_channels // owner.groups) * math.prod(owner.kernel_size)
         gain = W_GAIN
         if any(n in full for n in ("qkv", "in_proj", "q_proj", "k_proj", "v_proj")):
-            gain = image_qkv_gain if image_qkv_gain and full.startswith(IMAGE_PREFIXES) else QKV_GAIN
+            gain = QKV_GAIN
+            if image_qkv_gain and full.startswith(IMAGE_PREFIXES):
+                gain = ATTNPOOL_QKV_GAIN if ".attnpool." in full else image_qkv_gain
         return torch.randn(shape, generator=g) * gain / math.sqrt(max(fan_in, 1))
     return torch.randn(shape, generator=g) * BIAS_STD          # biases and other vectors
 

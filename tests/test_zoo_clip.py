@@ -1,0 +1,302 @@
+"""TinyCLIP and OpenAI CLIP: published checkpoint layouts, the defining libraries' outputs, export.
+
+Each acceptance case writes seeded weights in the layout the model is published in (a Hugging Face
+CLIPModel directory, the TinyCLIP fork's training .pt, OpenAI's TorchScript archive), loads it strictly,
+checks the round trip, compares the embeddings with the defining library's own model loaded from the
+same file by that library (transformers ``from_pretrained``, open_clip ``load_openai_model``, open_clip's
+``CLIP`` for the fork's towers; for the pruned auto model, which no installed library defines, a
+functional forward over the raw checkpoint tensors), and exports ONNX + ExecuTorch fp32 + Core ML
+through the parity gate.
+"""
+import argparse
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clipdeploy.models import CheckpointMismatchError, get_spec, list_models, load_model
+from clipdeploy.models.build import build_module, open_clip_config
+from clipdeploy.models.probe import PROBE_CAPTIONS, probe_images
+from clipdeploy.models.registry import OPENAI_MEAN, OPENAI_STD
+
+CASES = [
+    ("tinyclip_vit_40m_32_text_19m", "hf"),
+    ("tinyclip_vit_8m_16_text_3m", "hf_legacy"),
+    ("tinyclip_resnet_19m_text_19m", "tinyclip"),
+    ("tinyclip_auto_vit_22m_32_text_10m", "tinyclip"),
+    ("openai_vit_b32", "hf"),
+    ("openai_vit_b32", "openai"),
+    ("openai_rn50", "openai"),
+]
+IDS = [f"{m}-{f}" for m, f in CASES]
+
+
+# ---------------------------------------------------------------------------------------------
+# writing checkpoints the way they are published
+
+
+def write_hf(m, path, legacy: bool):
+    """``save_pretrained`` (today's transformers); ``legacy``: the 2021-23 form instead — config with
+    ``text_config_dict``/``vision_config_dict`` and ``eos_token_id: 2``, ``pytorch_model.bin`` with
+    the ``position_ids`` buffers."""
+    if not legacy:
+        m.module.save_pretrained(path)
+        return path
+    path.mkdir(parents=True)
+    cfg = m.module.config.to_dict()
+    text, vision = cfg.pop("text_config"), cfg.pop("vision_config")
+    text.update(eos_token_id=2, bos_token_id=0, pad_token_id=1)
+    cfg.update(text_config_dict=text, vision_config_dict=vision, architectures=["CLIPModel"],
+               transformers_version="4.21.0")
+    (path / "config.json").write_text(json.dumps(cfg))
+    sd = dict(m.module.state_dict())
+    sd["text_model.embeddings.position_ids"] = torch.arange(77)[None]
+    sd["vision_model.embeddings.position_ids"] = torch.arange(sd["vision_model.embeddings.position_embedding.weight"].shape[0])[None]
+    torch.save(sd, path / "pytorch_model.bin")
+    return path
+
+
+def write_fork(m, path, duplicate: bool):
+    """The fork's training checkpoint: {"state_dict", "args" (a Namespace), "epoch", ...}."""
+    sd = m.state_dict("tinyclip")
+    if duplicate:  # auto models may also keep the DDP copies of the pruned towers
+        sd.update({("_image_encoder.module." + k[len("image_encoder_without_ddp."):]
+                    if k.startswith("image_encoder_without_ddp.") else
+                    "_text_encoder.module." + k[len("text_encoder_without_ddp."):]): v
+                   for k, v in sd.items() if "_without_ddp." in k})
+    torch.save({"state_dict": sd, "args": argparse.Namespace(model=m.spec.name, lr=5e-4, epochs=25),
+                "epoch": 25, "name": "release"}, path)
+    return path
+
+
+def write_openai_torchscript(m, path):
+    """An fp16 TorchScript archive of open_clip's CLIP holding the weights, as OpenAI's files are
+    (their ``input_resolution``/``context_length``/``vocab_size`` constants included)."""
+    from open_clip.model import CLIP
+    cfg = open_clip_config(m.spec)
+    clip = CLIP(**cfg).eval()
+    clip.load_state_dict(m.state_dict("openai"), strict=True)
+    mask = clip.attn_mask
+    del clip._buffers["attn_mask"]
+    clip.attn_mask = mask                    # OpenAI's mask is an attribute, not a weight
+    for k, v in (("input_resolution", m.spec.image_size), ("context_length", 77), ("vocab_size", 49408)):
+        clip.register_buffer(k, torch.tensor(v))
+    x = torch.rand(1, 3, m.spec.image_size, m.spec.image_size)
+    with torch.no_grad():
+        traced = torch.jit.trace(clip, (x, m.tokenize(["a photo"])), check_trace=False)
+    traced.half()
+    traced.save(str(path))
+    return path
+
+
+def published(seeded, model, fmt, tmp_path):
+    if fmt.startswith("hf"):
+        m = load_model(model, random_weights=0, arch="hf")
+        return m, write_hf(m, tmp_path / "hf", legacy=fmt == "hf_legacy")
+    m = seeded(model)
+    if fmt == "tinyclip":
+        return m, write_fork(m, tmp_path / "fork.pt", duplicate=m.spec.pruned)
+    return m, write_openai_torchscript(m, tmp_path / "openai.pt")
+
+
+# ---------------------------------------------------------------------------------------------
+# the defining libraries' own outputs
+
+
+def _norm(x):
+    return (x - torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1)) / torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
+
+
+def library_embeddings(model, fmt, path, images, tokens):
+    spec = get_spec(model)
+    with torch.no_grad():
+        if fmt.startswith("hf"):
+            from transformers import CLIPModel
+            ref = CLIPModel.from_pretrained(str(path)).eval()
+            img = ref.get_image_features(pixel_values=_norm(images)).pooler_output
+            txt = ref.get_text_features(input_ids=tokens).pooler_output
+        elif fmt == "openai":
+            import open_clip
+            ref = open_clip.load_openai_model(str(path), precision="fp32", device="cpu").eval()
+            img, txt = ref.encode_image(_norm(images)), ref.encode_text(tokens)
+        elif spec.pruned:
+            return pruned_reference(torch.load(path, weights_only=False)["state_dict"], images, tokens)
+        else:
+            from open_clip.model import CLIP
+            ref = CLIP(**open_clip_config(spec)).eval()
+            raw = torch.load(path, weights_only=False)["state_dict"]   # our own test file
+            sd = {re.sub(r"^_(image|text)_encoder\.module\.|^_logit_scale\.module\.", "", k): v
+                  for k, v in raw.items()}
+            ref.load_state_dict(sd, strict=True)
+            img, txt = ref.encode_image(_norm(images)), ref.encode_text(tokens)
+    return F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+
+
+def pruned_reference(raw, images, tokens):
+    """TinyCLIP auto forward written straight from the raw checkpoint tensors (pre-LN blocks, 64-wide
+    heads, exact GELU, a layer without attention keys has no attention branch), independent of
+    clipdeploy's modules."""
+    def t(prefix):
+        return {k[len(prefix):]: v.float() for k, v in raw.items() if k.startswith(prefix)}
+
+    def blocks(w, x, mask=None):
+        i = 0
+        while f"transformer.resblocks.{i}.ln_2.weight" in w:
+            p = f"transformer.resblocks.{i}."
+            if p + "attn.in_proj_weight" in w:
+                h = F.layer_norm(x, x.shape[-1:], w[p + "ln_1.weight"], w[p + "ln_1.bias"], 1e-5)
+                q, k, v = F.linear(h, w[p + "attn.in_proj_weight"], w[p + "attn.in_proj_bias"]).chunk(3, -1)
+                b, n, _ = q.shape
+                q, k, v = (z.reshape(b, n, -1, 64).transpose(1, 2) for z in (q, k, v))
+                a = q @ k.transpose(-1, -2) / 8.0
+                if mask is not None:
+                    a = a + mask
+                o = (a.softmax(-1) @ v).transpose(1, 2).reshape(b, n, -1)
+                x = x + F.linear(o, w[p + "attn.out_proj.weight"], w[p + "attn.out_proj.bias"])
+            h = F.layer_norm(x, x.shape[-1:], w[p + "ln_2.weight"], w[p + "ln_2.bias"], 1e-5)
+            h = F.gelu(F.linear(h, w[p + "mlp.c_fc.weight"], w[p + "mlp.c_fc.bias"]))
+            x = x + F.linear(h, w[p + "mlp.c_proj.weight"], w[p + "mlp.c_proj.bias"])
+            i += 1
+        return x
+
+    v = t("image_encoder_without_ddp.visual.")
+    x = F.conv2d(_norm(images), v["conv1.weight"], stride=32).flatten(2).transpose(1, 2)
+    x = torch.cat([v["class_embedding"].expand(x.shape[0], 1, -1), x], 1) + v["positional_embedding"]
+    x = F.layer_norm(x, x.shape[-1:], v["ln_pre.weight"], v["ln_pre.bias"], 1e-5)
+    x = blocks(v, x)
+    img = F.layer_norm(x[:, 0], x.shape[-1:], v["ln_post.weight"], v["ln_post.bias"], 1e-5) @ v["proj"]
+    w = t("text_encoder_without_ddp.")
+    x = F.embedding(tokens, w["token_embedding.weight"]) + w["positional_embedding"]
+    x = blocks(w, x, torch.full((77, 77), float("-inf")).triu(1))
+    x = F.layer_norm(x, x.shape[-1:], w["ln_final.weight"], w["ln_final.bias"], 1e-5)
+    txt = x[torch.arange(len(tokens)), tokens.argmax(-1)] @ w["text_projection"]
+    return F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model,fmt", CASES, ids=IDS)
+def test_published_layout_loads_strictly_round_trips_and_matches_the_library(seeded_model, model, fmt, tmp_path):
+    m, path = published(seeded_model, model, fmt, tmp_path)
+    loaded = load_model(model, checkpoint=path)
+    layout = "hf" if fmt.startswith("hf") else fmt
+    assert loaded.layout == layout and loaded.arch == ("hf" if layout == "hf" else "open_clip")
+    # round trip: the loaded weights, written back in the published layout, are the file's
+    back = loaded.state_dict(layout)
+    want = m.state_dict(layout) if layout != "hf" else m.module.state_dict()
+    assert set(back) == set(want)
+    for k, v in want.items():
+        v = v.half().float() if fmt == "openai" and v.is_floating_point() else v   # fp16 archive
+        assert torch.equal(back[k].to(v.dtype), v), k
+    images = probe_images(m.spec.image_size, 4)
+    tokens = m.tokenize(PROBE_CAPTIONS)
+    img, txt = loaded.encode_image(images), loaded.encode_text(tokens)
+    ref_img, ref_txt = library_embeddings(model, fmt, path, images, tokens)
+    assert float((img - ref_img).abs().max()) < 1e-5
+    assert float((txt - ref_txt).abs().max()) < 1e-5
+    # outputs depend on inputs (the comparison is not vacuous)
+    assert float((img @ img.T - 2 * torch.eye(len(img))).max()) < 0.97
+    assert float((txt @ txt.T - 2 * torch.eye(len(txt))).max()) < 0.9
+
+
+def test_pruned_widths_are_read_from_the_checkpoint(seeded_model, tmp_path):
+    from clipdeploy.models.pruned import infer_widths
+    spec = get_spec("tinyclip_auto_vit_22m_32_text_10m")
+    widths = json.loads(json.dumps(spec.pruned_default))
+    widths["vision"].update(width=200, heads=[3, 0, 2] + [1] * 9, mlp=[64 * (i + 1) for i in range(12)])
+    widths["text"].update(width=320, heads=[0] * 3 + [2] * 9)
+    module = build_module(spec, widths=widths)
+    from clipdeploy.models.test_weights import seeded_state_dict
+    module.load_state_dict(seeded_state_dict(module, 3))
+    from clipdeploy.models.layouts import native_to_tinyclip
+    path = tmp_path / "other_widths.pt"
+    torch.save({"state_dict": native_to_tinyclip(module.state_dict(), spec)}, path)
+    assert infer_widths(torch.load(path)["state_dict"], spec) == widths
+    m = load_model(spec.name, checkpoint=path)
+    assert m.module.visual.ln_pre.weight.shape == (200,)
+    assert m.module.visual.transformer.resblocks[1].attn is None
+    assert [b.attn.heads if b.attn else 0 for b in m.module.text.transformer.resblocks] == widths["text"]["heads"]
+    # an inconsistent pruned file: c_proj of one layer does not fit its c_fc
+    sd = torch.load(path)["state_dict"]
+    k = "image_encoder_without_ddp.visual.transformer.resblocks.4.mlp.c_proj.weight"
+    sd[k] = sd[k][:, :-1]
+    torch.save({"state_dict": sd}, path)
+    with pytest.raises(CheckpointMismatchError, match="shape mismatches.*resblocks.4.mlp.c_proj"):
+        load_model(spec.name, checkpoint=path)
+
+
+def test_hf_config_that_does_not_fit_the_model_is_refused(tmp_path):
+    m = load_model("tinyclip_vit_8m_16_text_3m", random_weights=0)
+    m.module.save_pretrained(tmp_path / "hf")
+    cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
+    cfg["text_config"]["hidden_act"] = "quick_gelu"
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointMismatchError, match=r"text_config.hidden_act 'quick_gelu' \(expected 'gelu'\)"):
+        load_model("tinyclip_vit_8m_16_text_3m", checkpoint=tmp_path / "hf")
+    with pytest.raises(CheckpointMismatchError, match="hidden_size 256 .expected 768"):
+        load_model("openai_vit_b32", checkpoint=tmp_path / "hf")
+
+
+def test_torchscript_reader_refuses_code(tmp_path):
+    """A TorchScript archive whose pickle names a non-tensor global is refused, never executed."""
+    import pickle
+    import zipfile
+    from clipdeploy.models import CheckpointError
+    bad = tmp_path / "evil.pt"
+    payload = pickle.dumps(("os", "system"))[:-1]
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("evil/data.pkl", b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00trueR." + payload[:0])
+        z.writestr("evil/constants.pkl", pickle.dumps(()))
+        z.writestr("evil/code/__torch__/m.py", "")
+    with pytest.raises(CheckpointError, match="TorchScript archive.*os.system.*not allowed"):
+        load_model("openai_rn50", checkpoint=bad)
+
+
+OTHERS = [n for n in list_models() if get_spec(n).family in ("openai", "tinyclip")]
+
+
+@pytest.mark.parametrize("model", OTHERS)
+def test_every_variant_builds_and_loads(model, tmp_path):
+    """Every TinyCLIP / OpenAI model builds, takes seeded weights, and loads its own checkpoint back
+    (native layout) with the same embeddings; spec facts match the module."""
+    spec = get_spec(model)
+    m = load_model(model, random_weights=1)
+    path = tmp_path / "w.safetensors"
+    from clipdeploy.models.checkpoint import save_state_dict
+    save_state_dict(m.state_dict(), path)
+    m2 = load_model(model, checkpoint=path)
+    x = probe_images(spec.image_size, 2)
+    assert torch.equal(m.encode_image(x), m2.encode_image(x))
+    e = m2.encode_text(m2.tokenize(PROBE_CAPTIONS[:2]))
+    assert e.shape == (2, spec.embed_dim)
+    assert spec.mean == OPENAI_MEAN and spec.interpolation == "bicubic" and spec.causal_text
+    cfg = open_clip_config(spec)
+    assert cfg["quick_gelu"] is (spec.family == "openai")
+    assert cfg["text_cfg"]["width"] == spec.text_width and cfg["text_cfg"]["layers"] == spec.text_layers
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+@pytest.mark.parametrize("model,fmt", CASES, ids=IDS)
+def test_export_onnx_executorch_coreml_pass_the_gate(seeded_model, model, fmt, tmp_path):
+    from clipdeploy.export.pipeline import export_bundle
+    m, path = published(seeded_model, model, fmt, tmp_path)
+    man = export_bundle(model, ["onnx", "executorch", "coreml"], checkpoint=path, out=tmp_path / "b",
+                        log=lambda *a: None, backend_options={"image_type": False})
+    arts = {(a["target"], a["precision"], a["encoder"]): a for a in man["artifacts"]}
+    for target, prec in (("onnx", "fp32"), ("executorch", "fp32"), ("coreml", "fp16")):
+        for enc in ("image", "text"):
+            a = arts[(target, prec, enc)]
+            p = a["parity"]
+            assert p["passed"] and p["zero_shot_agreement"] == 1.0, (target, enc, p)
+            if prec == "fp32":
+                assert p["max_abs"] <= 1e-5
+            assert (tmp_path / "b" / a["path"]).exists()
+    assert man["checkpoint"]["layout"] == ("hf" if fmt.startswith("hf") else fmt)
