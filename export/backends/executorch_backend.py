@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from clipdeploy.export.backends.base import Backend, BackendUnavailable, ExportResult
-from clipdeploy.export.backends.xnnpack_modules import split_large_depthwise
+from clipdeploy.export.backends.xnnpack_modules import rewrite_attention_pools, split_large_depthwise
 from clipdeploy.export.wrappers import IMAGE_INPUT, OUTPUT, TEXT_INPUT
 
 
@@ -499,6 +499,7 @@ class ExecuTorchBackend(Backend):
         banded = 0
         if rewrite:
             wrapper, banded = split_large_depthwise(wrapper)
+            wrapper, _ = rewrite_attention_pools(wrapper)
         ep, example, name = _export(wrapper, example, encoder)
         inputs, outputs = _io(ep, example, name)
         t_export = time.perf_counter() - t0

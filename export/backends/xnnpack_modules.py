@@ -10,6 +10,12 @@ bands of whole rows of at most 25 taps (7×7 -> 3+3+1 rows), each band is a dept
 output rows are sliced into line, and the bands are summed. DWConv kernels only, a few extra edge rows.
 Grouped convolutions with a channel multiplier (``out_channels != groups``, FastViT's patch embedding)
 are left alone: XNNPACK runs those as IGEMM whatever the kernel size, and splitting them is slower.
+
+CLIP's ResNet attention pool. open_clip's ``AttentionPool2d`` (OpenAI/TinyCLIP ModifiedResNet) calls
+``F.multi_head_attention_forward`` in sequence-first layout: its token mean, separate-weight
+projections (``addmm`` on 3-D views) and ``split`` stay outside the delegate. :class:`XnnpackAttentionPool2d`
+computes the same function batch-first: the mean token as a global average pool, then since the pool
+returns token 0 only, one query row against all keys, explicit softmax attention, ``c_proj``.
 """
 from __future__ import annotations
 
@@ -73,4 +79,37 @@ def split_large_depthwise(module: nn.Module, max_taps: int = XNNPACK_DWCONV_MAX_
         parent_name, _, child = name.rpartition(".")
         parent = module.get_submodule(parent_name) if parent_name else module
         setattr(parent, child, BandedDepthwiseConv2d(getattr(parent, child), max_taps))
+    return module, len(names)
+
+
+class XnnpackAttentionPool2d(nn.Module):
+    """open_clip ``AttentionPool2d`` (same parameters, same output) in ops XNNPACK delegates."""
+
+    def __init__(self, pool: nn.Module):
+        super().__init__()
+        self.positional_embedding = pool.positional_embedding
+        self.q_proj, self.k_proj, self.v_proj, self.c_proj = pool.q_proj, pool.k_proj, pool.v_proj, pool.c_proj
+        self.num_heads = pool.num_heads
+
+    def forward(self, x):
+        n, c = x.shape[0], x.shape[1]
+        tokens = torch.cat([F.adaptive_avg_pool2d(x, 1).reshape(n, 1, c), x.flatten(2).transpose(1, 2)], 1)
+        tokens = tokens + self.positional_embedding.unsqueeze(0)
+        h, d = self.num_heads, c // self.num_heads
+        q = self.q_proj(tokens[:, :1]).reshape(n, 1, h, d).transpose(1, 2)
+        k = self.k_proj(tokens).reshape(n, -1, h, d).transpose(1, 2)
+        v = self.v_proj(tokens).reshape(n, -1, h, d).transpose(1, 2)
+        attn = ((q * d ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        return self.c_proj((attn @ v).transpose(1, 2).reshape(n, c))
+
+
+def rewrite_attention_pools(module: nn.Module):
+    """``module`` (modified in place: pass a copy) with each open_clip AttentionPool2d replaced by
+    :class:`XnnpackAttentionPool2d`; returns (module, count)."""
+    from open_clip.modified_resnet import AttentionPool2d
+    names = [n for n, m in module.named_modules() if isinstance(m, AttentionPool2d)]
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = module.get_submodule(parent_name) if parent_name else module
+        setattr(parent, child, XnnpackAttentionPool2d(getattr(parent, child)))
     return module, len(names)
