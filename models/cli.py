@@ -4,7 +4,7 @@
     clip-models info mobileclip_s0 [--json]
     clip-models fetch mobileclip_s0 [--checkpoint URL] [--sha256 HEX]
     clip-models check mobileclip_s0 (--checkpoint PATH|URL | --random-weights SEED)
-                      [--image FILE ...] [--labels dog,cat,...] [--save FILE [--layout apple|native]] [--json]
+                      [--image FILE ...] [--labels dog,cat,...] [--save FILE [--layout native|apple|openai|tinyclip|hf]] [--json]
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from .errors import ClipDeployError
 
 def _add_weights(p):
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--checkpoint", help="local .pt/.bin/.safetensors or http(s) URL "
-                                        "(default: the official weights, downloaded and cached)")
+    g.add_argument("--checkpoint", help="local .pt/.bin/.safetensors, a Hugging Face CLIPModel directory "
+                                        "(config.json + weights), or an http(s) URL (default: the "
+                                        "official weights, downloaded and cached)")
     g.add_argument("--random-weights", type=int, metavar="SEED",
                    help="seeded test weights, offline (outputs depend on inputs)")
 
@@ -42,8 +43,10 @@ def _parser():
     s.add_argument("--image", nargs="*", default=[], help="image files (default: synthetic probes)")
     s.add_argument("--labels", default=None, help="comma-separated zero-shot labels")
     s.add_argument("--save", help="write the loaded weights to this file (.pt or .safetensors)")
-    s.add_argument("--layout", choices=["native", "apple"], default="native",
-                   help="layout of --save (apple: Apple's released .pt layout)")
+    s.add_argument("--layout", choices=["native", "apple", "openai", "tinyclip", "hf"], default="native",
+                   help="layout of --save: native (the module's own keys) or one the model is published "
+                        "in (apple: Apple's .pt; openai: OpenAI's CLIP keys; tinyclip: the TinyCLIP "
+                        "fork's; hf: transformers CLIPModel keys)")
     s.add_argument("--json", action="store_true")
     return p
 
@@ -131,7 +134,11 @@ def _check(args):
     }
     if args.save:
         from .checkpoint import save_state_dict
-        save_state_dict(m.state_dict(args.layout), args.save)
+        try:
+            sd = m.state_dict(args.layout)
+        except ValueError as e:
+            raise ClipDeployError(f"cannot save: {e}") from None
+        save_state_dict(sd, args.save)
         result["saved"] = {"path": args.save, "layout": args.layout}
     if args.json:
         print(json.dumps(result, indent=2))

@@ -92,3 +92,31 @@ def test_load_model_from_url(server, tmp_path, seeded_model):
     assert m2.checkpoint_sha256 == sha and m2.layout == "apple"
     x = torch.rand(1, 3, 256, 256)
     assert torch.equal(m.encode_image(x), m2.encode_image(x))
+
+
+def test_hugging_face_model_downloads_config_and_weights_into_one_folder(tmp_path):
+    """A HF CLIPModel checkpoint (TinyCLIP's published form) is two files: both land in one cache
+    folder that then loads as the model; a second call is served from the cache."""
+    import dataclasses
+    import io
+    from clipdeploy.models import get_spec
+    from clipdeploy.models.api import download_hf
+    m = load_model("tinyclip_vit_8m_16_text_3m", random_weights=2)
+    m.module.save_pretrained(tmp_path / "repo")
+    spec = get_spec("tinyclip_vit_8m_16_text_3m")
+    with FileServer() as s:
+        s.files["/repo/config.json"] = (tmp_path / "repo" / "config.json").read_bytes()
+        weights = (tmp_path / "repo" / "model.safetensors").read_bytes()
+        s.files["/repo/model.safetensors"] = weights
+        ck = dataclasses.replace(spec.checkpoint, url=s.base + "/repo/model.safetensors",
+                                 filename="model.safetensors", sha256=hashlib.sha256(weights).hexdigest(),
+                                 extra=(("config.json", s.base + "/repo/config.json"),))
+        d = download_hf(ck, progress=False)
+        assert d.parent == cache_dir() / "hf" and sorted(p.name for p in d.iterdir()) == [
+            "config.json", "model.safetensors"]
+        n = len(s.requests)
+        assert download_hf(ck, progress=False) == d and len(s.requests) == n   # cache hit
+    m2 = load_model(spec.name, checkpoint=d)
+    x = torch.rand(1, 3, 224, 224)
+    assert m2.layout == "hf" and torch.equal(m2.encode_image(x), m.encode_image(x))
+    assert m2.checkpoint_sha256 == hashlib.sha256(weights).hexdigest()
