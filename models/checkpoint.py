@@ -168,6 +168,11 @@ def _load_fused(module, spec, sd: dict, source: str) -> str:
     return "fused"
 
 
+LAYOUT_NAMES = {"apple": "Apple's .pt layout", "openai": "OpenAI's CLIP .pt layout",
+                "tinyclip": "the TinyCLIP fork's .pt layout", "hf": "the Hugging Face CLIPModel layout",
+                "native": "the open_clip layout"}
+
+
 def accepts(spec, layout: str) -> bool:
     """Whether registry model ``spec`` loads checkpoints in ``layout``."""
     return layout in spec.layouts or (layout == "native" and "open_clip" in spec.layouts)
@@ -198,7 +203,7 @@ def load_state_dict_checked(module, spec, sd: dict, source: str = "checkpoint") 
     if not accepts(spec, layout):
         guess = guess_model(sd, layout)
         raise CheckpointMismatchError(
-            f"checkpoint {source} is in the {layout} layout, but '{spec.name}' loads "
+            f"checkpoint {source} is in {LAYOUT_NAMES.get(layout, layout)}, but '{spec.name}' loads "
             f"{'/'.join(spec.layouts)} checkpoints"
             + (f"; the keys look like '{guess[0]}': use --model {guess[0]}" if guess else ""),
             looks_like=guess[0] if guess else None)

@@ -1,5 +1,6 @@
 """Bad input: one clear line naming the problem and the fix, a non-zero exit, never a traceback."""
 import argparse
+import os
 import subprocess
 import sys
 
@@ -74,7 +75,7 @@ def test_truncated_file(capsys, tmp_path, s0_file):
 
 
 def test_pickle_with_code_is_refused(capsys, tmp_path):
-    torch.save({"args": argparse.Namespace(lr=0.1), "w": torch.zeros(1)}, tmp_path / "evil.pt")
+    torch.save({"hook": os.system, "w": torch.zeros(1)}, tmp_path / "evil.pt")   # a global that runs code
     rc, _, err = run_cli(capsys, "check", "mobileclip_s0", "--checkpoint", str(tmp_path / "evil.pt"))
     assert rc == 2
     assert_one_line_error(err, "weights-only load refuses", "never unpickles", "safetensors")
@@ -113,3 +114,12 @@ def test_console_script_prints_no_traceback():
     r = subprocess.run(exe, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2
     assert r.stderr.strip().startswith("error: unknown model") and "Traceback" not in r.stderr
+
+
+def test_training_checkpoint_with_its_args_namespace_is_read(tmp_path):
+    """Training checkpoints (the TinyCLIP fork's) keep an argparse.Namespace next to the weights: an
+    attribute bag, which the weights-only load allows; the weights in it are read."""
+    from clipdeploy.models.checkpoint import read_state_dict
+    torch.save({"state_dict": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=0.1), "epoch": 3},
+               tmp_path / "train.pt")
+    assert list(read_state_dict(tmp_path / "train.pt")) == ["w"]
