@@ -9,7 +9,7 @@ coverage check for other deployment targets): export with the repo's CoreMLBacke
 model), run the probe set through clipdeploy.latency.coreml_ref, and compare with the PyTorch
 reference (normalized embeddings): max abs error, cosine (min, mean), zero-shot top-1 agreement with
 the other tower, the same with pessimistic fp16 rounding, and the export parity bar (fp32: max abs <=
-1e-5; fp16: max abs <= 1e-3 and cosine >= 0.99997). Timing: package load (parse + weights + compile,
+1e-5; fp16: max abs <= 1.5e-3 and cosine >= 0.99995). Timing: package load (parse + weights + compile,
 cold), and the warm single-input run time (median of --runs). Prints a markdown table.
 """
 import argparse

@@ -3,7 +3,7 @@
 The figures and bars are defined once in :mod:`clipdeploy.latency.parity` (the harness and the Core ML
 reference interpreter use the same): max abs error of the normalized embeddings, cosine (min, mean),
 and zero-shot top-1 agreement against the other tower's reference embeddings. Never cosine alone.
-fp32: max abs <= 1e-5; fp16: cosine >= 0.99997 and max abs <= 1e-3; agreement 100 % for both.
+fp32: max abs <= 1e-5; fp16: cosine >= 0.99995 and max abs <= 1.5e-3; agreement 100 % for both.
 int8 (quantized): cosine >= 0.999 and zero-shot agreement >= 99 %, no max-abs bar.
 """
 from clipdeploy.latency.parity import QUANTIZED, THRESHOLDS, ParityError, check, failures, measure  # noqa: F401

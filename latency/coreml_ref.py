@@ -2173,7 +2173,7 @@ def verify_mlpackage(path, inputs, reference, precision: Optional[str] = None, *
     static-batch-1 program runs row by row. ``reference``: ``[N, D]`` expected outputs (e.g. the
     PyTorch embeddings). ``precision``: "fp32" | "fp16" thresholds (default: the program's own);
     the thresholds are :data:`clipdeploy.latency.parity.THRESHOLDS` (fp32: max abs <= 1e-5; fp16:
-    max abs <= 1e-3 and cosine >= 0.99997). ``other_tower`` ([M, D]) adds zero-shot top-1 agreement.
+    max abs <= 1.5e-3 and cosine >= 0.99995). ``other_tower`` ([M, D]) adds zero-shot top-1 agreement.
     On failure the first op that departs (on the first input row) is named when ``baseline`` (another
     package / Program, e.g. the unmodified export: any difference counts) or ``activations``
     (reference activations by var name, e.g. from :func:`torch_activations`: a difference above

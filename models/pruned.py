@@ -37,8 +37,9 @@ class PrunedAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         b, n, _ = x.shape
-        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
-        q, k, v = (t.reshape(b, n, self.heads, HEAD_DIM).transpose(1, 2) for t in (q, k, v))
+        # (3, B, heads, N, 64) then select: XNNPACK takes these; a chunk/split of the last dim it does not
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias).reshape(b, n, 3, self.heads, HEAD_DIM)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
         scores = (q * (1.0 / math.sqrt(HEAD_DIM))) @ k.transpose(-2, -1)
         if attn_mask is not None:
             scores = scores + attn_mask.to(scores.dtype)

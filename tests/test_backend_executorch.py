@@ -176,7 +176,7 @@ def test_coreml_delegated_pte_s0(fused_session, tmp_path):
         with torch.no_grad():
             ref = encoder(m.module, m.spec, which)(x).numpy()
         got, info = backend.reference_run(r.path, x.numpy())
-        bar = 1e-5 if precision == "fp32" else 1e-3
+        bar = 1e-5 if precision == "fp32" else 1.5e-3
         assert got.shape == ref.shape and np.abs(got - ref).max() <= bar, (which, np.abs(got - ref).max())
         assert info["program_precision"] == precision and info["extracted_from"]
     with pytest.raises(ValueError):

@@ -157,7 +157,7 @@ def test_fp16_export_passes_parity(name, which, exported, fused_session):
         producers = {o: n for n in model.graph.node for o in n.output}
         assert lns and all(producers[n.input[0]].op_type == "Cast" for n in lns)
     check(figs, "fp16", f"{name} {which} fp16")
-    assert figs["finite"] and figs["cosine_min"] >= 0.99997 and figs["max_abs"] <= 1e-3
+    assert figs["finite"] and figs["cosine_min"] >= 0.99995 and figs["max_abs"] <= 1.5e-3
     assert figs["zero_shot_agreement"] == 1.0
     assert figs["max_abs"] > 0  # it really is not the fp32 graph
     if which == "text":

@@ -42,7 +42,7 @@ def test_target_all_writes_a_verified_bundle(s0_bundle):
             assert "not Apple's kernels" in p["runtime"]
             variants = [p] + ([p["image_type_variant"]] if a["encoder"] == "image" else [])
             for v in variants:
-                assert 1e-5 < v["max_abs"] <= 1e-3 and v["cosine_min"] >= 0.99997   # fp16 is emulated
+                assert 1e-5 < v["max_abs"] <= 1.5e-3 and v["cosine_min"] >= 0.99995   # fp16 is emulated
                 assert v["zero_shot_agreement"] == 1.0 and v["interpreter"]["first_nonfinite"] is None
         else:
             assert p["checked"] == "numeric" and p["passed"]
@@ -156,7 +156,7 @@ def test_latency_verify_runs_the_interpreter_on_a_bundle(s0_bundle, tmp_path, ca
     man = {a["path"]: a["parity"] for a in json.loads((s0_bundle / "manifest.json").read_text())["artifacts"]}
     for path, r in got.items():
         assert r["passed"] and r["opset"] == "CoreML7" and r["program_precision"] == "fp16"
-        assert 1e-5 < r["max_abs"] <= 1e-3 and r["cosine_min"] >= 0.99997 and r["zero_shot_agreement"] == 1.0
+        assert 1e-5 < r["max_abs"] <= 1.5e-3 and r["cosine_min"] >= 0.99995 and r["zero_shot_agreement"] == 1.0
         exp = man.get(path) or man["coreml-fp16/image_encoder.mlpackage"]["image_type_variant"]
         assert r["max_abs"] == pytest.approx(exp["max_abs"], rel=1e-6)
 

@@ -6,8 +6,8 @@ import Foundation
 /// top-1 similarity is a tie, not a disagreement). Never cosine alone.
 public enum Parity {
     public static let fp32MaxAbs = 1e-5
-    public static let fp16MaxAbs = 1e-3
-    public static let fp16MinCosine = 0.99997
+    public static let fp16MaxAbs = 1.5e-3
+    public static let fp16MinCosine = 0.99995
     public static let minZeroShotAgreement = 1.0
     /// Reference similarities this close to the top-1 are a tie, not a zero-shot disagreement.
     public static let zeroShotTie = 1e-4

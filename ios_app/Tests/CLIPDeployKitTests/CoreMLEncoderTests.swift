@@ -28,8 +28,8 @@ final class CoreMLEncoderTests: XCTestCase {
         return arts
     }
 
-    /// Every probe input through every Core ML artifact, held to its precision's bars (fp16: max abs <= 1e-3,
-    /// cosine >= 0.99997; fp32: max abs <= 1e-5; zero-shot agreement 100 % for both).
+    /// Every probe input through every Core ML artifact, held to its precision's bars (fp16: max abs <= 1.5e-3,
+    /// cosine >= 0.99995; fp32: max abs <= 1e-5; zero-shot agreement 100 % for both).
     func testEncodersMeetTheParityBarsOnTheProbe() throws {
         let b = try realBundle()
         let p = try b.probe()
