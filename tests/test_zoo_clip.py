@@ -264,14 +264,19 @@ OTHERS = [n for n in list_models() if get_spec(n).family in ("openai", "tinyclip
 
 @pytest.mark.parametrize("model", OTHERS)
 def test_every_variant_builds_and_loads(model, tmp_path):
-    """Every TinyCLIP / OpenAI model builds, takes seeded weights, and loads its own checkpoint back
-    (native layout) with the same embeddings; spec facts match the module."""
+    """Every TinyCLIP / OpenAI model builds, takes seeded weights, and loads them back from a file in
+    its primary published layout with the same embeddings; spec facts match the module."""
+    from clipdeploy.models.checkpoint import save_state_dict
     spec = get_spec(model)
     m = load_model(model, random_weights=1)
-    path = tmp_path / "w.safetensors"
-    from clipdeploy.models.checkpoint import save_state_dict
-    save_state_dict(m.state_dict(), path)
+    layout = spec.layouts[0]
+    if layout == "hf":
+        path = tmp_path / "hf"
+        m.module.save_pretrained(path)
+    else:
+        path = save_state_dict(m.state_dict(layout), tmp_path / "w.pt")
     m2 = load_model(model, checkpoint=path)
+    assert m2.layout == layout
     x = probe_images(spec.image_size, 2)
     assert torch.equal(m.encode_image(x), m2.encode_image(x))
     e = m2.encode_text(m2.tokenize(PROBE_CAPTIONS[:2]))
@@ -280,28 +285,6 @@ def test_every_variant_builds_and_loads(model, tmp_path):
     cfg = open_clip_config(spec)
     assert cfg["quick_gelu"] is (spec.family == "openai")
     assert cfg["text_cfg"]["width"] == spec.text_width and cfg["text_cfg"]["layers"] == spec.text_layers
-
-
-# ---------------------------------------------------------------------------------------------
-# export
-
-
-@pytest.mark.parametrize("model,fmt", CASES, ids=IDS)
-def test_export_onnx_executorch_coreml_pass_the_gate(seeded_model, model, fmt, tmp_path):
-    from clipdeploy.export.pipeline import export_bundle
-    m, path = published(seeded_model, model, fmt, tmp_path)
-    man = export_bundle(model, ["onnx", "executorch", "coreml"], checkpoint=path, out=tmp_path / "b",
-                        log=lambda *a: None, backend_options={"image_type": False})
-    arts = {(a["target"], a["precision"], a["encoder"]): a for a in man["artifacts"]}
-    for target, prec in (("onnx", "fp32"), ("executorch", "fp32"), ("coreml", "fp16")):
-        for enc in ("image", "text"):
-            a = arts[(target, prec, enc)]
-            p = a["parity"]
-            assert p["passed"] and p["zero_shot_agreement"] == 1.0, (target, enc, p)
-            if prec == "fp32":
-                assert p["max_abs"] <= 1e-5
-            assert (tmp_path / "b" / a["path"]).exists()
-    assert man["checkpoint"]["layout"] == ("hf" if fmt.startswith("hf") else fmt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,3 +337,25 @@ def test_coreml_fp16_passes_the_bar_the_wrong_activation_fails(tmp_path):
     for a in man["artifacts"]:
         p = a["parity"]
         assert p["passed"] and p["max_abs"] < 1e-3 and p["cosine_min"] > 0.99998, (a["encoder"], p)
+
+
+def check_export(seeded_model, model, fmt, tmp_path):
+    """ONNX + ExecuTorch fp32 and Core ML fp16 of a published checkpoint, each through the parity gate."""
+    from clipdeploy.export.pipeline import export_bundle
+    m, path = published(seeded_model, model, fmt, tmp_path)
+    man = export_bundle(model, ["onnx", "executorch", "coreml"], checkpoint=path, out=tmp_path / "b",
+                        log=lambda *a: None, backend_options={"image_type": False})
+    arts = {(a["target"], a["precision"], a["encoder"]): a for a in man["artifacts"]}
+    for target, prec in (("onnx", "fp32"), ("executorch", "fp32"), ("coreml", "fp16")):
+        for enc in ("image", "text"):
+            a = arts[(target, prec, enc)]
+            p = a["parity"]
+            assert p["passed"] and p["zero_shot_agreement"] == 1.0, (target, enc, p)
+            if prec == "fp32":
+                assert p["max_abs"] <= 1e-5
+            assert (tmp_path / "b" / a["path"]).exists()
+    for enc in ("image", "text"):
+        d = arts[("executorch", "fp32", enc)]["info"]["delegation"]
+        assert not d["compute_ops_outside"], d
+    assert man["checkpoint"]["layout"] == ("hf" if fmt.startswith("hf") else fmt)
+    return man
