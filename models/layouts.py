@@ -118,30 +118,6 @@ def native_to_tinyclip(sd: dict, spec) -> dict:
     return _rename(sd, [(dst, src) for src, dst in TINYCLIP_RELEASE[bool(spec.pruned)]])
 
 
-def to_layout(native_sd: dict, module: nn.Module, spec, layout: str) -> dict:
-    """``module``'s native (open_clip) state dict in checkpoint ``layout``."""
-    if layout == "apple":
-        return native_to_apple(native_sd, module, spec)
-    if layout == "openai":
-        return native_to_openai(native_sd)
-    if layout == "tinyclip":
-        return native_to_tinyclip(native_sd, spec)
-    if layout == "native":
-        return dict(native_sd)
-    raise ValueError(f"no conversion from the native layout to '{layout}'")
-
-
-def from_layout(sd: dict, module: nn.Module, spec, layout: str) -> dict:
-    """A ``layout`` checkpoint's state dict in ``module``'s native keys."""
-    if layout == "apple":
-        return apple_to_native(sd, module, spec)
-    if layout == "openai":
-        return openai_to_native(sd)
-    if layout == "tinyclip":
-        return tinyclip_to_native(sd)
-    return dict(sd)
-
-
 # ----------------------------------------------------------------------------------------------
 # native -> apple
 
@@ -293,3 +269,27 @@ def expected_apple_shapes(module: nn.Module, spec) -> dict:
     """{apple key: (dtype, shape)} that ``module`` needs, from its own state dict."""
     sd = native_to_apple(module.state_dict(), module, spec)
     return {k: (v.dtype, tuple(v.shape)) for k, v in sd.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# layout -> (native -> layout, layout -> native); "native" is the identity
+_CONVERSIONS = {
+    "apple": (native_to_apple, apple_to_native),
+    "openai": (lambda sd, module, spec: native_to_openai(sd), lambda sd, module, spec: openai_to_native(sd)),
+    "tinyclip": (lambda sd, module, spec: native_to_tinyclip(sd, spec),
+                 lambda sd, module, spec: tinyclip_to_native(sd)),
+}
+
+
+def to_layout(native_sd: dict, module: nn.Module, spec, layout: str) -> dict:
+    """``module``'s native (open_clip) state dict in checkpoint ``layout``."""
+    if layout == "native":
+        return dict(native_sd)
+    if layout not in _CONVERSIONS:
+        raise ValueError(f"no conversion from the native layout to '{layout}'")
+    return _CONVERSIONS[layout][0](native_sd, module, spec)
+
+
+def from_layout(sd: dict, module: nn.Module, spec, layout: str) -> dict:
+    """A ``layout`` checkpoint's state dict in ``module``'s native keys (others: unchanged)."""
+    return _CONVERSIONS[layout][1](sd, module, spec) if layout in _CONVERSIONS else dict(sd)
