@@ -5,6 +5,7 @@ exercised only on macOS. Each (model, encoder, precision) is converted once per 
 """
 import gc
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -35,6 +36,9 @@ def workdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def converted(backend, workdir, fused_session):
     """converted(name, which, precision, ios=17) -> (ExportResult, spec), once per module."""
+    scratch = workdir / "scratch"
+    scratch.mkdir()
+
     def get(name, which, precision, ios=17):
         key = (name, which, precision, ios)
         if key not in _CONVERTED:
@@ -44,7 +48,12 @@ def converted(backend, workdir, fused_session):
             # the ImageType variant is converted for S0 fp16 only (it doubles the image conversion time)
             opts = {"ios": ios, "image_type": (name, precision, ios) == ("mobileclip_s0", "fp16", 17)}
             t0 = time.perf_counter()
-            res = backend.export(wrapper, example_input(m.spec, which), which, precision, out, m.spec, opts)
+            # every conversion's scratch goes to one watched folder (test_no_scratch_packages_left)
+            previous, tempfile.tempdir = tempfile.tempdir, str(scratch)
+            try:
+                res = backend.export(wrapper, example_input(m.spec, which), which, precision, out, m.spec, opts)
+            finally:
+                tempfile.tempdir = previous
             TIMINGS[key] = round(time.perf_counter() - t0, 1)
             _CONVERTED[key] = (res, m.spec)
         return _CONVERTED[key]
@@ -231,3 +240,11 @@ def test_prediction_parity_macos(precision, backend, converted, probe_reference)
     bar = "fp16"
     parity.check(parity.measure(ref_img, got_i, ref_txt), bar, f"coreml image {precision}")
     parity.check(parity.measure(ref_txt, got_t, ref_img), bar, f"coreml text {precision}")
+
+
+def test_no_scratch_packages_left(converted, workdir):
+    """coremltools writes each converted model to a temp package it deletes only at interpreter exit
+    (0.1-1 GB each); the backend's exports must not leave them behind in a long-lived process."""
+    converted("mobileclip_s0", "text", "fp32")
+    assert TIMINGS and (workdir / "scratch").is_dir()
+    assert sorted(p.name for p in (workdir / "scratch").iterdir()) == []
