@@ -1,3 +1,5 @@
+import collections
+import gc
 import os
 from pathlib import Path
 
@@ -58,18 +60,33 @@ def read_reference_layout(name):
     return out
 
 
-_MODELS = {}
+_MODELS = collections.OrderedDict()
+# what one worker keeps of built models: ~1 GB of fp32 weights. Keeping every model a worker ever
+# built (25 in the zoo, L/14@336 alone 428M parameters) grew a worker past 16 GB and the OOM killer
+# ended it.
+SEEDED_CACHE_PARAMS = 250_000_000
+
+
+def _n_params(m):
+    return sum(p.numel() for p in m.module.parameters())
 
 
 @pytest.fixture(scope="session")
 def seeded_model():
-    """load_model(name, random_weights=0), built once per session."""
+    """load_model(name, random_weights=0), built once and kept while the worker's cache of recently
+    used models stays under SEEDED_CACHE_PARAMS (least recently used goes first)."""
     from clipdeploy.models import load_model
 
     def get(name, seed=0):
-        if (name, seed) not in _MODELS:
-            _MODELS[(name, seed)] = load_model(name, random_weights=seed)
-        return _MODELS[(name, seed)]
+        key = (name, seed)
+        if key in _MODELS:
+            _MODELS.move_to_end(key)
+            return _MODELS[key]
+        m = _MODELS[key] = load_model(name, random_weights=seed)
+        while len(_MODELS) > 1 and sum(_n_params(v) for v in _MODELS.values()) > SEEDED_CACHE_PARAMS:
+            _MODELS.popitem(last=False)
+        gc.collect()
+        return m
     return get
 
 
