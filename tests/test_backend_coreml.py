@@ -49,11 +49,9 @@ def converted(backend, workdir, fused_session):
             opts = {"ios": ios, "image_type": (name, precision, ios) == ("mobileclip_s0", "fp16", 17)}
             t0 = time.perf_counter()
             # every conversion's scratch goes to one watched folder (test_no_scratch_packages_left)
-            previous, tempfile.tempdir = tempfile.tempdir, str(scratch)
-            try:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(tempfile, "tempdir", str(scratch))
                 res = backend.export(wrapper, example_input(m.spec, which), which, precision, out, m.spec, opts)
-            finally:
-                tempfile.tempdir = previous
             TIMINGS[key] = round(time.perf_counter() - t0, 1)
             _CONVERTED[key] = (res, m.spec)
         return _CONVERTED[key]
@@ -243,8 +241,9 @@ def test_prediction_parity_macos(precision, backend, converted, probe_reference)
 
 
 def test_no_scratch_packages_left(converted, workdir):
-    """coremltools writes each converted model to a temp package it deletes only at interpreter exit
-    (0.1-1 GB each); the backend's exports must not leave them behind in a long-lived process."""
+    """coremltools writes each converted model to a temp package (as large as the model's weights) it
+    deletes only at interpreter exit; the backend's exports must not leave them behind in a long-lived
+    process."""
     converted("mobileclip_s0", "text", "fp32")
     assert TIMINGS and (workdir / "scratch").is_dir()
     assert sorted(p.name for p in (workdir / "scratch").iterdir()) == []

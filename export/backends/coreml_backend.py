@@ -476,8 +476,9 @@ class CoreMLBackend(Backend):
     def export(self, wrapper, example, encoder: str, precision: str, out_path: Path, spec,
                options: Optional[dict] = None) -> ExportResult:
         # coremltools writes every converted or compressed model to a package from tempfile.mkdtemp
-        # and deletes it only at interpreter exit (atexit): 0.1-1 GB per conversion, which in a
-        # long-lived process (a test worker, a notebook exporting several models) fills the disk.
+        # and deletes it only at interpreter exit (atexit): a package as large as the model's weights
+        # per conversion, which in a long-lived process (a test worker, a notebook exporting several
+        # models) fills the disk.
         # The conversions of one export get a private temp dir, removed when the export returns.
         with tempfile.TemporaryDirectory(prefix="clipdeploy-coreml-") as scratch:
             previous = tempfile.tempdir
