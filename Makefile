@@ -1,6 +1,7 @@
 # clipdeploy — set-up and the two jobs CI and users run.
 #   make demo   create .venv if missing, install, run the main job end to end (offline, seeded weights)
-#   make test   create .venv if missing, install, run the whole test suite (JVM core tests, then pytest)
+#   make test   create .venv if missing, install, run the whole test suite (JVM core tests, then pytest:
+#               the parallel suite, then the latency tests that must have the machine to themselves)
 #   make jvm-test   compile the Android app's pure-Java core and run its JUnit tests against goldens/
 PYTHON ?= python3
 VENV   ?= .venv
@@ -46,7 +47,9 @@ demo: install
 	@echo "== demo done: weights in $(DEMO)/, bundle in out/mobileclip_s0/, latency report out/mobileclip_s0/latency.json"
 
 test: install jvm-test
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not alone"
+	@echo "== latency tests that judge contention: alone on the machine"
+	$(BIN)/python -m pytest -q -m alone
 
 jvm-deps:
 	@if ! command -v javac >/dev/null || [ ! -f /usr/share/java/junit4.jar ]; then \

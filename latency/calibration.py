@@ -1,17 +1,15 @@
-"""The calibration workload: a fixed piece of CPU work measured in every run, so that ``compare`` can
-tell a slower artifact from a slower (or busier) machine.
+"""The calibration workload: a fixed piece of single-thread CPU work measured inside every artifact
+worker, right before and right after its steady state (the record's ``calibration``, per worker in
+``steady.workers[].calibration_ms``).
 
 One sample = a float32 GEMM (256 × 256 × 256) plus a 3×3 convolution (32 → 32 channels on a 32×32 map,
 written as a sliding-window tensordot), in NumPy on one thread (the workers run with
-``OPENBLAS_NUM_THREADS=1``; the runtimes' own pools are unaffected). Fixed seed, ~1–3 ms per sample on a
-desktop core. NumPy keeps it cheap to run inside every worker (no torch import for ONNX Runtime).
+``OPENBLAS_NUM_THREADS=1``; the runtimes' own pools are unaffected). Fixed seed, ~0.5–3 ms per sample.
 
-It is measured (a) in its own worker at the start and at the end of a run (the report's
-``calibration``), (b) inside every artifact worker, in two blocks right before and right after the
-steady state (the record's ``calibration``), and (c) interleaved with the steady state: after every
-~0.25 s of timed samples, a block of 5 calibration samples whose median is paired with that block of
-samples (the record's ``steady.blocks``). A shared machine's speed drifts by 10-40 % within seconds;
-the gate compares block medians divided by their own calibration, resampling whole blocks.
+``compare`` does not divide by it unless asked (``--normalize``): measured on the 2-vCPU build machine
+(``benchmarks/harness_noise.py``, docs/latency.md) dividing process medians by it did not narrow the
+A/A spread of process-level medians, and the earlier block-by-block division widened it. It stays in
+the report as a record of the machine's single-thread speed during each worker.
 """
 from __future__ import annotations
 
@@ -24,9 +22,6 @@ DESCRIPTION = ("one sample = float32 matmul 256x256 @ 256x256 + 3x3 conv 32->32 
                "32x32 map (sliding-window tensordot), NumPy, one BLAS thread, seed 0")
 FLOPS_PER_SAMPLE = 2 * 256 ** 3 + 2 * 32 * 32 * 9 * 32 * 32
 RECORD_BLOCK = 15          # samples per block inside an artifact worker (before and after the steady state)
-BLOCK_SECONDS = 0.25       # steady state: a calibration block after every ~0.25 s of timed samples ...
-BLOCK_MIN_SAMPLES = 3      # ... and at least this many samples
-INTERLEAVED_BLOCK = 5      # calibration samples per interleaved block (its median is paired with the block)
 
 
 class Workload:

@@ -1,7 +1,8 @@
 """``clip-latency``: latency + parity of a bundle's artifacts, reports, the regression gate.
 
     clip-latency run BUNDLE [--runtime onnxruntime|executorch|torch|coreml|all] [--threads N]
-                 [--warmup 10] [--runs 50] [--min-seconds S] [--json OUT] [--html OUT] [--v3 OUT]
+                 [--processes 3] [--min-seconds 2] [--min-blocks 8] [--warmup 10] [--runs 50]
+                 [--json OUT] [--html OUT] [--v3 OUT]
     clip-latency compare BASELINE CURRENT [--max-slowdown 10%] [--min-cosine 0.9999]
     clip-latency report REPORT... [--html OUT] [--markdown [FILE]]
     clip-latency ingest REPORT... [--into DIR]
@@ -9,7 +10,8 @@
     clip-latency verify BUNDLE [--encoder image|text] [--pessimistic] [--json OUT]
     clip-latency goldens [--out goldens] [--check]
 
-Exit status: 0 fine; 1 a regression (compare), a failed artifact (run), a failed device run (android),
+Exit status: 0 fine; 3 inconclusive (compare: insufficient data, or a contended / unstable record, and
+no regression); 1 a regression (compare), a failed artifact (run), a failed device run (android),
 a Core ML artifact that fails the parity bars in the reference interpreter (verify); 2 bad input or a
 rejected report (ingest) (one ``error:`` line on stderr).
 """
@@ -31,11 +33,23 @@ def _parser():
     r.add_argument("--runtime", action="append",
                    help="onnxruntime, executorch, torch, coreml or all (repeatable, comma-separated; "
                         "default all)")
-    r.add_argument("--threads", type=int, help="threads per runtime (default min(4, available CPUs))")
+    r.add_argument("--threads", type=int,
+                   help="threads per runtime (default 1 on 1-2 available CPUs, else min(4, CPUs - 1): one "
+                        "core left to the rest of the machine)")
     r.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (default 10)")
-    r.add_argument("--runs", type=int, default=50, help="timed samples, at least (default 50)")
-    r.add_argument("--min-seconds", type=float, default=0.0,
-                   help="keep sampling until this much timed work (default 0)")
+    r.add_argument("--runs", type=int, default=50, help="timed samples per worker, at least (default 50)")
+    r.add_argument("--min-seconds", type=float, default=2.0,
+                   help="timed work per worker, at least (default 2)")
+    r.add_argument("--min-blocks", type=int, default=8,
+                   help="blocks of >= 0.25 s and >= 3 samples per worker, at least (default 8)")
+    r.add_argument("--processes", type=int, default=3,
+                   help="worker processes per artifact x runtime, round-robin across artifacts (default 3)")
+    r.add_argument("--max-processes", type=int,
+                   help="workers per artifact x runtime at most, re-running flagged ones (default 2 x "
+                        "--processes)")
+    r.add_argument("--ort-spinning", choices=["on", "off"], default="on",
+                   help="ONNX Runtime session.intra_op.allow_spinning (default on: ONNX Runtime's own "
+                        "default, what an app's session does)")
     r.add_argument("--timeout", type=float, default=600.0,
                    help="seconds per artifact x runtime worker (default 600)")
     r.add_argument("--encoder", action="append", choices=["image", "text"], help="only these encoders")
@@ -51,9 +65,10 @@ def _parser():
     r.add_argument("--no-flops", action="store_true", help="do not count FLOPs / achieved GFLOP/s")
     r.add_argument("--peak-gflops-per-core", type=float,
                    help="this CPU's fp32 GEMM peak per core, for fraction_of_peak (e.g. 245)")
-    r.add_argument("--work-factor", type=int, default=1,
-                   help="testing aid: each timed sample runs the inference K times (K x the work), to "
-                        "validate the gate with a genuinely slower run (default 1)")
+    r.add_argument("--work-factor", type=float, default=1.0,
+                   help="testing aid: K x the work per sample, fractions allowed (1.2 = one extra "
+                        "inference every fifth sample), to validate the gate with a genuinely slower run "
+                        "(default 1)")
     r.add_argument("--json", metavar="OUT", help="write the report here")
     r.add_argument("--html", metavar="OUT", help="write a self-contained HTML report here")
     r.add_argument("--v3", metavar="OUT", help="write PyTorch OSS benchmark v3 records here")
@@ -67,7 +82,9 @@ def _parser():
     c.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--confidence", type=float, default=0.95)
-    c.add_argument("--no-normalize", action="store_true", help="do not divide by the calibration ratio")
+    c.add_argument("--normalize", action="store_true",
+                   help="divide each process's figures by its calibration workload (default off: it did "
+                        "not narrow the A/A spread on the build machine, docs/latency.md)")
     c.add_argument("--json", metavar="OUT", help="write the comparison as JSON here")
     c.add_argument("--markdown", action="store_true", help="print the table as markdown")
 
@@ -92,6 +109,10 @@ def _parser():
     a.add_argument("--runs", type=int, default=50)
     a.add_argument("--warmup", type=int, default=10)
     a.add_argument("--threads", type=int, default=0, help="0: the runtime's default")
+    a.add_argument("--processes", type=int, default=3,
+                   help="start the activity this many times (a fresh app process each), merged (default 3)")
+    a.add_argument("--min-seconds", type=float, default=2.0, help="timed work per process (default 2)")
+    a.add_argument("--min-blocks", type=int, default=8, help="blocks per process, at least (default 8)")
     a.add_argument("--report-path", help="report path on the device (default: the app's files dir)")
     a.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the report")
     a.add_argument("--json", metavar="OUT", help="write the pulled report here")
@@ -138,6 +159,8 @@ def cmd_run(args) -> int:
     try:
         rep = run_bundle(args.bundle, runtimes=args.runtime or ["all"], threads=args.threads,
                          warmup=args.warmup, runs=args.runs, min_seconds=args.min_seconds,
+                         min_blocks=args.min_blocks, processes=args.processes,
+                         max_processes=args.max_processes, ort_spinning=args.ort_spinning == "on",
                          timeout=args.timeout, work_factor=args.work_factor, encoders=args.encoder,
                          targets=args.target, checkpoint=args.checkpoint,
                          compute_units=args.compute_units, flops=not args.no_flops,
@@ -172,7 +195,7 @@ def cmd_compare(args) -> int:
             return _err("--confidence must be in (0, 1) and --bootstrap >= 100")
         base, cur = load_report(args.baseline), load_report(args.current)
         res = compare_reports(base, cur, thr, args.min_cosine, args.bootstrap, args.seed,
-                              args.confidence, normalize=not args.no_normalize)
+                              args.confidence, normalize=args.normalize)
     except ReportError as e:
         return _err(str(e))
     print(format_table(res, markdown=args.markdown))
@@ -188,6 +211,11 @@ def cmd_compare(args) -> int:
                   f"current {_num(r['current_median'])} ms, ratio {_num(r['ratio'], '.3f')}{ci}"
                   + (f"; {r['why']}" if r["why"] else ""))
         return 1
+    if res["inconclusive"]:
+        print(f"no regression found, but {len(res['inconclusive'])} record(s) inconclusive:")
+        for r in res["inconclusive"]:
+            print(f"  {r['artifact']} @ {r['runtime']}: {r['verdict']} — {r['why']}")
+        return 3
     print("no regression")
     return 0
 
@@ -262,6 +290,7 @@ def cmd_android(args) -> int:
         rep = run_android(args.bundle, adb=args.adb, serial=args.serial, runtime=args.runtime,
                           runs=args.runs, warmup=args.warmup, threads=args.threads,
                           report_path=args.report_path or DEFAULT_REPORT, timeout=args.timeout,
+                          processes=args.processes, min_seconds=args.min_seconds, min_blocks=args.min_blocks,
                           log=lambda *a: print(*a, file=sys.stderr))
     except AndroidInputError as e:
         return _err(str(e))

@@ -2,21 +2,29 @@
 
 Records are matched by (model, artifact, runtime). For each pair measured in both reports:
 
-* latency: when both records have interleaved calibration blocks (``steady.blocks``), each block of
-  samples becomes its median divided by the calibration measured in the same second, and the ratio is
-  ``median(current blocks) / median(baseline blocks)`` with a seeded percentile-bootstrap CI over whole
-  blocks (:func:`clipdeploy.latency.stats.bootstrap_blocks`); otherwise the ratio of the raw sample
-  medians divided by the ratio of the calibration medians (the record's own, measured right before and
-  after its steady state, else the run's), with a bootstrap CI over samples
-  (:func:`~clipdeploy.latency.stats.bootstrap_ratio`). Either way a machine that is uniformly slower is
-  not a regression. A **regression** is a ratio above ``1 + max_slowdown`` whose CI lies above 1: slower
-  beyond the threshold, and slower *with confidence*.
+* latency, at the process level: each record's accepted worker processes (``steady.workers``; a report
+  without them, such as an app's single-process report, counts as one process) each give their block
+  medians. The ratio is current / baseline of the mean over processes of each process's median block,
+  with a seeded two-level percentile bootstrap (processes, then blocks within them:
+  :func:`clipdeploy.latency.stats.hierarchical_bootstrap`), so the interval carries the
+  process-to-process variance. A **REGRESSION** is a ratio above ``1 + max_slowdown`` whose CI lies
+  above 1: slower beyond the threshold, and slower *with confidence*.
+* too little data on either side (fewer than ``MIN_PROCESSES`` processes, or a process with fewer than
+  ``MIN_BLOCKS`` blocks) is **insufficient data**, and a record the harness could not measure cleanly
+  (status ``contended`` / ``unstable``: too few workers passed the contention, bimodality and outlier
+  checks) is **contended** / **unstable**; none of them is ever a REGRESSION. These are inconclusive:
+  exit 3 unless something failed.
 * parity: the current run's ``cosine_min`` below ``min_cosine``, non-finite outputs, or a zero-shot
-  agreement lower than the baseline's, is a **parity** regression.
+  agreement lower than the baseline's, is a **parity** regression (whatever the latency data).
 * a record that ran in the baseline but failed (error/timeout) in the current run is **failed**.
 
+``normalize=True`` (``--normalize``) divides each process's block medians by the calibration workload
+measured in that process; it is off by default because on the build machine it did not narrow the A/A
+spread (docs/latency.md).
+
 Verdicts: ``ok``, ``faster`` (ratio below ``1 - max_slowdown``, CI below 1), ``slower?`` (ratio above
-the threshold but the CI includes 1: not a failure), ``REGRESSION``, ``PARITY``, ``FAILED``.
+the threshold but the CI includes 1: not a failure), ``REGRESSION``, ``PARITY``, ``FAILED``, and the
+inconclusive ``insufficient data``, ``contended``, ``unstable``.
 """
 from __future__ import annotations
 
@@ -26,9 +34,13 @@ import numpy as np
 
 from .report import ReportError
 from .parity import QUANTIZED, THRESHOLDS
-from .stats import block_values, bootstrap_blocks, bootstrap_ratio
+from .stability import block_medians
+from .stats import hierarchical_bootstrap
 
 FAILING = ("REGRESSION", "PARITY", "FAILED")
+INCONCLUSIVE = ("insufficient data", "contended", "unstable")
+MIN_PROCESSES = 3          # per side
+MIN_BLOCKS = 4             # per process
 
 
 class CompareInputError(ReportError):
@@ -59,9 +71,32 @@ def _cosine_bar(record: dict, min_cosine: float) -> float:
     return min_cosine
 
 
+def _processes(rec: dict, normalize: bool) -> tuple:
+    """``(block medians per accepted process, processes summary or None, calibrated)`` of an ok record.
+    A record without ``steady.workers`` is one process (its ``block_ends``, else one block)."""
+    st = rec["steady"]
+    workers = st.get("workers")
+    if not workers:
+        ends = st.get("block_ends") or (st.get("blocks") or {}).get("ends")
+        workers = [{"samples_ms": st["samples_ms"], "block_ends": ends or [len(st["samples_ms"])],
+                    "accepted": True, "calibration_ms": None}]
+    use = [w for w in workers if w.get("accepted", True)] or workers
+    vals = [block_medians(w["samples_ms"], w["block_ends"]) for w in use]
+    calibrated = normalize and all(w.get("calibration_ms") for w in use)
+    if calibrated:
+        vals = [v / float(np.median(w["calibration_ms"])) for v, w in zip(vals, use)]
+    return vals, st.get("processes"), calibrated
+
+
+def _describe(vals: list) -> str:
+    blocks = sorted({v.size for v in vals})
+    b = str(blocks[0]) if len(blocks) == 1 else f"{blocks[0]}-{blocks[-1]}"
+    return f"{len(vals)} process{'es' if len(vals) != 1 else ''}, {b} block{'s' if blocks != [1] else ''} each"
+
+
 def compare_reports(baseline: dict, current: dict, max_slowdown: float = 0.10,
                     min_cosine: float = 0.9999, n_boot: int = 2000, seed: int = 0,
-                    confidence: float = 0.95, normalize: bool = True) -> dict:
+                    confidence: float = 0.95, normalize: bool = False) -> dict:
     """Compare two valid reports; raises :class:`CompareInputError` when nothing can be compared."""
     b_recs = {_key(r): r for r in baseline["records"]}
     c_recs = {_key(r): r for r in current["records"]}
@@ -71,7 +106,6 @@ def compare_reports(baseline: dict, current: dict, max_slowdown: float = 0.10,
             f"no common artifacts: baseline has {sorted({k[1] + ' @ ' + k[2] for k in b_recs}) or 'none'}, "
             f"current has {sorted({k[1] + ' @ ' + k[2] for k in c_recs}) or 'none'}")
     b_cal, c_cal = baseline.get("calibration"), current.get("calibration")
-    use_cal = normalize and bool(b_cal) and bool(c_cal)
     rows = []
     for k in common:
         b, c = b_recs[k], c_recs[k]
@@ -90,34 +124,32 @@ def compare_reports(baseline: dict, current: dict, max_slowdown: float = 0.10,
             row["baseline_median"] = b["steady"]["stats"]["median"]
             rows.append(row)
             continue
-        bs, cs = b["steady"]["samples_ms"], c["steady"]["samples_ms"]
-        bb, cb = b["steady"].get("blocks"), c["steady"].get("blocks")
-        raw = float(np.median(cs) / np.median(bs))
-        if bb and cb:
-            # interleaved calibration: block medians over the calibration of the same second,
-            # whole blocks resampled
-            bv = block_values(bs, bb["ends"], bb["calibration_ms"] if normalize else None)
-            cv = block_values(cs, cb["ends"], cb["calibration_ms"] if normalize else None)
-            boot = bootstrap_blocks(bv, cv, n_boot=n_boot, confidence=confidence, seed=seed)
-            scope = "block" if normalize else None
-            boot["calibration_ratio"] = raw / boot["ratio"] if normalize else None
-            row["n_blocks"] = boot["n_blocks"]
-        else:
-            # the calibration measured around this record's own steady state when both have one (same
-            # seconds as the samples: follows load changes during a run), else the run's
-            if normalize and b.get("calibration") and c.get("calibration"):
-                bcal, ccal, scope = b["calibration"]["samples_ms"], c["calibration"]["samples_ms"], "record"
-            elif use_cal:
-                bcal, ccal, scope = b_cal["samples_ms"], c_cal["samples_ms"], "run"
-            else:
-                bcal, ccal, scope = None, None, None
-            boot = bootstrap_ratio(bs, cs, bcal, ccal, n_boot=n_boot, confidence=confidence, seed=seed)
-        row["calibration_ratio"], row["calibration_scope"] = boot["calibration_ratio"], scope
+        bv, bproc, bnorm = _processes(b, normalize)
+        cv, cproc, cnorm = _processes(c, normalize)
+        if bnorm != cnorm:                     # only one side has per-process calibration: raw on both
+            bv, bproc, _ = _processes(b, False)
+            cv, cproc, _ = _processes(c, False)
+        boot = hierarchical_bootstrap(bv, cv, n_boot=n_boot, confidence=confidence, seed=seed)
         row.update({"baseline_median": b["steady"]["stats"]["median"],
                     "current_median": c["steady"]["stats"]["median"], "ratio": boot["ratio"],
-                    "ci_low": boot["ci_low"], "ci_high": boot["ci_high"], "raw_ratio": raw})
+                    "ci_low": boot["ci_low"], "ci_high": boot["ci_high"],
+                    "raw_ratio": float(np.median(c["steady"]["samples_ms"]) / np.median(b["steady"]["samples_ms"])),
+                    "processes": boot["processes"], "blocks": boot["blocks"],
+                    "normalized": bool(bnorm and cnorm)})
         verdict, why = "ok", ""
-        if boot["ratio"] > 1.0 + max_slowdown and boot["ci_low"] > 1.0:
+        short = [f"{name}: {_describe(v)}" for name, v in (("baseline", bv), ("current", cv))
+                 if len(v) < MIN_PROCESSES or min(x.size for x in v) < MIN_BLOCKS]
+        unclean = [(name, p) for name, p in (("baseline", bproc), ("current", cproc))
+                   if p and p.get("status") != "stable"]
+        if short:
+            verdict = "insufficient data"
+            why = "; ".join(short) + f" (the gate needs >= {MIN_PROCESSES} processes of >= {MIN_BLOCKS} blocks)"
+        elif unclean:
+            verdict = "contended" if any(p["status"] == "contended" for _, p in unclean) else "unstable"
+            why = "; ".join(f"{name}: {p['accepted']} of {p['processes']} workers accepted ("
+                            + ", ".join(f"{n} {f}" for f, n in (p.get("flagged") or {}).items() if n) + ")"
+                            for name, p in unclean)
+        elif boot["ratio"] > 1.0 + max_slowdown and boot["ci_low"] > 1.0:
             verdict = "REGRESSION"
             why = (f"{(boot['ratio'] - 1) * 100:+.1f}% beyond +{max_slowdown * 100:g}% (CI "
                    f"{(boot['ci_low'] - 1) * 100:+.1f}% .. {(boot['ci_high'] - 1) * 100:+.1f}%: slower with "
@@ -143,20 +175,23 @@ def compare_reports(baseline: dict, current: dict, max_slowdown: float = 0.10,
         row["verdict"], row["why"] = verdict, why
         rows.append(row)
     failing = [r for r in rows if any(f in (r["verdict"] or "") for f in FAILING)]
+    inconclusive = [r for r in rows if r["verdict"] in INCONCLUSIVE]
     warnings = []
     for name, rep in (("baseline", baseline), ("current", current)):
-        blocks = [b["median_ms"] for b in ((rep.get("calibration") or {}).get("blocks") or [])]
-        if len(blocks) >= 2 and max(blocks) / min(blocks) > 1.10:
-            warnings.append(f"the {name} machine's speed drifted during its run (calibration block "
-                            f"medians {', '.join(f'{x:.3f}' for x in blocks)} ms): its latencies are noisy")
+        n = sum(1 for r in rep["records"] if r["status"] == "ok"
+                and (r["steady"].get("processes") or {}).get("flagged", {}).get("contended"))
+        if n:
+            warnings.append(f"the {name} run had contended workers in {n} record(s): other processes, steal "
+                            f"or CPU pressure during their samples (see the report's workers)")
     return {
         "warnings": warnings,
         "max_slowdown": max_slowdown, "min_cosine": min_cosine, "n_boot": n_boot, "seed": seed,
-        "confidence": confidence, "normalized": any(r.get("calibration_scope") for r in rows),
+        "confidence": confidence, "normalized": any(r.get("normalized") for r in rows),
+        "min_processes": MIN_PROCESSES, "min_blocks": MIN_BLOCKS,
         "calibration": {"baseline_median_ms": b_cal["median_ms"] if b_cal else None,
                         "current_median_ms": c_cal["median_ms"] if c_cal else None,
                         "ratio": (c_cal["median_ms"] / b_cal["median_ms"]) if b_cal and c_cal else None},
-        "rows": rows, "regressions": failing,
+        "rows": rows, "regressions": failing, "inconclusive": inconclusive,
         "only_in_baseline": [" @ ".join(k[1:]) for k in b_recs if k not in c_recs],
         "only_in_current": [" @ ".join(k[1:]) for k in c_recs if k not in b_recs],
     }
@@ -186,23 +221,17 @@ def format_table(result: dict, markdown: bool = False) -> str:
 def summary_lines(result: dict) -> list:
     cal = result["calibration"]
     lines = []
-    scopes = {r.get("calibration_scope") for r in result["rows"] if r["ratio"] is not None}
     if cal["ratio"] is not None:
-        lines.append(f"calibration (run): baseline {cal['baseline_median_ms']:.3f} ms, current "
-                     f"{cal['current_median_ms']:.3f} ms (x{cal['ratio']:.3f})")
-    if "block" in scopes:
-        lines.append("ratios are normalized block by block by the calibration interleaved with the samples")
-    elif "record" in scopes:
-        lines.append("ratios are normalized by each record's own calibration (measured around its steady "
-                     "state)" + (", else by the run's" if "run" in scopes else ""))
-    elif "run" in scopes:
-        lines.append("ratios are normalized by the run's calibration")
-    else:
-        lines.append("ratios are raw (no calibration in a report, or --no-normalize)")
+        lines.append(f"calibration (single-thread workload in every worker): baseline "
+                     f"{cal['baseline_median_ms']:.3f} ms, current {cal['current_median_ms']:.3f} ms "
+                     f"(x{cal['ratio']:.3f})")
+    lines.append("ratios are normalized by each process's calibration" if result["normalized"]
+                 else "ratios are raw process-level figures (mean over processes of each one's median block)")
     lines.append(f"threshold: a ratio above +{result['max_slowdown'] * 100:g}% whose "
-                 f"{result['confidence'] * 100:g}% bootstrap CI ({result['n_boot']} resamples, seed "
-                 f"{result['seed']}) lies above 1; parity: cosine_min >= {result['min_cosine']}, "
-                 f"zero-shot not lower")
+                 f"{result['confidence'] * 100:g}% hierarchical bootstrap CI (processes, then blocks; "
+                 f"{result['n_boot']} resamples, seed {result['seed']}) lies above 1; at least "
+                 f"{result['min_processes']} processes of {result['min_blocks']} blocks per side; parity: "
+                 f"cosine_min >= {result['min_cosine']}, zero-shot not lower")
     lines += [f"warning: {w}" for w in result.get("warnings", [])]
     for what in ("only_in_baseline", "only_in_current"):
         if result[what]:

@@ -1,7 +1,7 @@
-"""``clip-latency run``: every artifact of a bundle on every runtime of this host, each in its own
-worker process (:mod:`clipdeploy.latency.worker`) with a timeout, plus the calibration workload
-(:mod:`clipdeploy.latency.calibration`) at the start and at the end of the run and around every
-steady state; the result is one report (:mod:`clipdeploy.latency.report`)."""
+"""``clip-latency run``: every artifact of a bundle on every runtime of this host, each in several fresh
+worker processes (:mod:`clipdeploy.latency.worker`, round-robin across the artifacts, each with a
+timeout); workers the machine disturbed are flagged and re-run (:mod:`clipdeploy.latency.stability`);
+the result is one report (:mod:`clipdeploy.latency.report`)."""
 from __future__ import annotations
 
 import collections
@@ -22,7 +22,9 @@ from .stats import summarize
 from .worker import EVENT_PREFIX
 
 DEFAULT_TIMEOUT_S = 600.0
-CALIBRATION_RUNS = 40          # per block; one block at the start and one at the end of a run
+DEFAULT_PROCESSES = 3          # worker processes per artifact x runtime
+DEFAULT_MIN_SECONDS = 2.0      # timed work per worker, at least ...
+DEFAULT_MIN_BLOCKS = 8         # ... and this many blocks (stability.BLOCK_SECONDS each)
 
 
 class RunInputError(ValueError):
@@ -30,11 +32,15 @@ class RunInputError(ValueError):
 
 
 def default_threads() -> int:
+    """One core is left to the rest of the machine: 1 thread on 1-2 available CPUs, else
+    min(4, CPUs - 1). A runtime that splits work statically over all cores (XNNPACK) falls to its
+    one-thread speed as soon as anything else runs on one of them; on a 2-vCPU shared runner only
+    the one-thread setting gives a gate without false alarms (docs/latency.md)."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:
         n = os.cpu_count() or 1
-    return max(1, min(4, n))
+    return 1 if n <= 2 else min(4, n - 1)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -212,123 +218,192 @@ def _identity(bundle: Bundle, art: Artifact, runtime: str) -> dict:
             "runtime": runtime}
 
 
-def _calibrate(timeout: float, runs: int, progress: Progress, at: str) -> tuple:
-    job = {"kind": "calibration", "warmup": 5, "runs": runs}
-    progress.start(f"calibration ({at})")
-    res, info = run_worker(job, timeout, progress.event, threads=1)
-    if not res or not res.get("ok"):
-        why = (res or {}).get("error") or (info["tail"][-1] if info["tail"] else f"exit {info['returncode']}")
-        progress.finish(f"failed: {why}")
-        return None, why
-    med = summarize(res["samples_ms"])["median"]
-    progress.finish(f"median {med:.3f} ms")
-    return res["samples_ms"], None
+def _worker_failure(res, info, last, timeout) -> tuple:
+    """``(status, reason, phase)`` of a worker that did not finish."""
+    phase = (res or {}).get("phase_reached") or last.get("phase")
+    if info["timed_out"]:
+        where = phase or "start-up"
+        if last.get("phase") == "steady" and "done" in last:
+            where += f", {last['done']} samples"
+        return "timeout", (f"killed after {timeout:.0f} s in phase {where} (CPU time {info['cpu_s']:.0f} s: "
+                           + ("starved by other load?" if info["cpu_s"] < 0.25 * timeout else "busy") + ")"), phase
+    if res and res.get("error"):
+        return "error", f"{res['error']} (phase {phase or '?'})", phase
+    rc = info["returncode"]
+    sig = f"signal {-rc}" if rc is not None and rc < 0 else f"exit {rc}"
+    tail = next((ln for ln in reversed(info["tail"]) if ln.strip()), "")
+    return "error", f"worker died ({sig}) in phase {phase or '?'}: {tail[:300]}", phase
+
+
+def _worker_entry(index: int, round_: int, res: dict, info: dict) -> dict:
+    from .stability import block_medians
+    samples = res["samples_ms"]
+    cal = [x for blk in (res.get("calibration_blocks") or []) for x in blk] or None
+    return {"index": index, "round": round_, "pid": res.get("pid"), "samples_ms": samples,
+            "block_ends": res["block_ends"],
+            "median_ms": float(summarize(block_medians(samples, res["block_ends"]))["median"]),
+            "seconds": res["steady_seconds"], "cpu_s": res.get("steady_cpu_s"),
+            "inferences": res.get("inferences"),
+            "cold_load_s": res["cold_load_s"], "warm_load_s": res["warm_load_s"],
+            "first_inference_ms": res["first_inference_ms"], "import_s": res["import_s"],
+            "peak_rss_mb": info["peak_rss_mb"] if info["peak_rss_mb"] is not None else res.get("peak_rss_self_mb"),
+            "wall_s": info["wall_s"], "calibration_ms": cal, "contention": res.get("contention"),
+            "flags": [], "accepted": True}
+
+
+def _median(xs):
+    xs = [x for x in xs if x is not None]
+    return float(summarize(xs)["median"]) if xs else None
 
 
 def run_bundle(bundle_path, runtimes="all", threads: Optional[int] = None, warmup: int = 10,
-               runs: int = 50, min_seconds: float = 0.0, timeout: float = DEFAULT_TIMEOUT_S,
-               work_factor: int = 1, encoders=None, targets=None, checkpoint: Optional[str] = None,
-               compute_units: str = "ALL", flops: bool = True, calibration: bool = True,
-               peak_gflops_per_core: Optional[float] = None, verify_reparam: bool = False,
-               progress: bool = True,
+               runs: int = 50, min_seconds: float = DEFAULT_MIN_SECONDS, min_blocks: int = DEFAULT_MIN_BLOCKS,
+               processes: int = DEFAULT_PROCESSES, max_processes: Optional[int] = None,
+               timeout: float = DEFAULT_TIMEOUT_S, work_factor: float = 1.0, encoders=None, targets=None,
+               checkpoint: Optional[str] = None, compute_units: str = "ALL", flops: bool = True,
+               calibration: bool = True, peak_gflops_per_core: Optional[float] = None,
+               verify_reparam: bool = False, ort_spinning: bool = True, progress: bool = True,
                stream=None) -> dict:
-    """Measure and return a report (valid against the schema)."""
-    if warmup < 0 or runs < 1 or min_seconds < 0 or work_factor < 1 or timeout <= 0:
-        raise RunInputError("need --warmup >= 0, --runs >= 1, --min-seconds >= 0, --timeout > 0")
+    """Measure and return a report (valid against the schema).
+
+    Every artifact × runtime is measured in ``processes`` fresh worker processes, round-robin across
+    the artifacts (round 1: every artifact once, then round 2 …), so that a drift of the machine hits
+    every artifact alike. Workers flagged contended, bimodal or outlying (:mod:`.stability`) do not
+    count: more rounds run for the records that have fewer than ``processes`` accepted workers, up to
+    ``max_processes`` workers each (default 2 × processes)."""
+    from .stability import assess, record_status
+
+    max_processes = max_processes if max_processes is not None else 2 * processes
+    if (warmup < 0 or runs < 1 or min_seconds < 0 or min_blocks < 1 or not work_factor >= 1 or timeout <= 0
+            or processes < 1 or max_processes < processes):
+        raise RunInputError("need --warmup >= 0, --runs >= 1, --min-seconds >= 0, --min-blocks >= 1, "
+                            "--work-factor >= 1, --processes >= 1, --max-processes >= --processes, "
+                            "--timeout > 0")
     threads = int(threads) if threads else default_threads()
     if threads < 1:
         raise RunInputError("--threads must be >= 1")
     names = parse_runtimes(runtimes)
     bundle = Bundle(bundle_path)
-    options = {"checkpoint": checkpoint, "compute_units": compute_units, "verify_reparam": verify_reparam}
+    options = {"checkpoint": checkpoint, "compute_units": compute_units, "verify_reparam": verify_reparam,
+               "ort_spinning": bool(ort_spinning)}
     jobs, skipped = plan(bundle, names, encoders, targets, options)
     if not jobs and not skipped:
         raise RunInputError(f"nothing to run: no artifact of {bundle.path} matches the selection")
     host = rep.host_info()
-    prog = Progress(len(jobs) + (2 if calibration else 0), stream=stream, enabled=progress)
+    prog = Progress(len(jobs) * processes, stream=stream, enabled=progress)
 
-    cal_blocks = []
-    if calibration:
-        s, why = _calibrate(min(timeout, 300), CALIBRATION_RUNS, prog, "start")
-        if s:
-            cal_blocks.append(("start", s))
+    state = [{"workers": [], "failed": None, "versions": RUNTIMES[rt].versions(), "flops": None}
+             for _, rt in jobs]
 
-    records = []
-    torch_flops = {}
-    for art, rt_name in jobs:
-        ident = _identity(bundle, art, rt_name)
+    def run_one(j: int, round_: int):
+        art, rt_name = jobs[j]
+        st = state[j]
+        k = len(st["workers"])
         job = {"kind": "artifact", "bundle": str(bundle.path.resolve()), "artifact": art.to_dict(),
                "runtime": rt_name, "threads": threads, "warmup": warmup, "runs": runs,
-               "min_seconds": min_seconds, "work_factor": work_factor, "options": options,
-               "calibration": calibration}
-        prog.start(f"{art.id} @ {rt_name}")
+               "min_seconds": min_seconds, "min_blocks": min_blocks, "work_factor": work_factor,
+               "options": options, "calibration": calibration,
+               "count_flops": flops and rt_name == "torch" and st["flops"] is None}
+        if prog.i >= prog.total:
+            prog.total += 1
+        prog.start(f"{art.id} @ {rt_name}  (process {k + 1})")
         last = {}
 
         def on_event(ev, _last=last):
             _last.clear()
             _last.update(ev)
-            _last["t"] = time.perf_counter()
             prog.event(ev)
 
         res, info = run_worker(job, timeout, on_event, threads=threads)
-        rec = dict(ident)
-        rec["runtime_versions"] = RUNTIMES[rt_name].versions()
+        if res and res.get("ok"):
+            w = _worker_entry(k, round_, res, info)
+            st["workers"].append(w)
+            st.setdefault("first", res)
+            if res.get("flops"):
+                st["flops"] = res["flops"]
+            c = w["contention"] or {}
+            other = "" if c.get("other_cpu") is None else f", other load {c['other_cpu']:.2f} cores"
+            prog.finish(f"median {w['median_ms']:.2f} ms ({len(w['samples_ms'])} samples, "
+                        f"{len(w['block_ends'])} blocks){other}")
+        else:
+            st["failed"] = _worker_failure(res, info, last, timeout) + (info,)
+            prog.finish(f"{st['failed'][0]}: {st['failed'][1]}")
+
+    for round_ in range(processes):
+        for j in range(len(jobs)):
+            if state[j]["failed"] is None:
+                run_one(j, round_)
+    round_ = processes
+    while True:
+        need = []
+        for j, st in enumerate(state):
+            if st["failed"] is None:
+                acc = assess(st["workers"])
+                if len(acc) < processes and len(st["workers"]) < max_processes:
+                    need.append(j)
+        if not need:
+            break
+        last = [w for st in state for w in st["workers"] if w["round"] == round_ - 1]
+        if last and all(any(f.startswith("contended") for f in w["flags"]) for w in last):
+            # every worker of the last round saw other load: the machine is busy, not disturbed for
+            # a moment; more workers would only be contended too
+            prog.note(f"not re-running: all {len(last)} workers of the last round were contended (the "
+                      f"machine is busy); the affected records are reported as contended")
+            break
+        flagged = ", ".join(f"{jobs[j][0].id} @ {jobs[j][1]}" for j in need)
+        prog.note(f"re-running flagged or disagreeing workers: {flagged}")
+        for j in need:
+            run_one(j, round_)
+        round_ += 1
+
+    records = []
+    torch_flops = {}
+    for (art, rt_name), st in zip(jobs, state):
+        rec = dict(_identity(bundle, art, rt_name))
+        rec["runtime_versions"] = st["versions"]
         man = bundle.manifest_artifact(art) if art.path else None
         exp = (man or {}).get("parity")
         rec["export_parity"] = exp if exp and exp.get("checked") == "numeric" else None
-        rec["wall_s"] = info["wall_s"]
-        if res and res.get("ok"):
-            stats = summarize(res["samples_ms"])
-            peak = info["peak_rss_mb"] if info["peak_rss_mb"] is not None else res.get("peak_rss_self_mb")
-            rec.update({
-                "status": "ok", "reason": None, "phase_reached": res.get("phase_reached"),
-                "runtime_options": res.get("runtime_options") or {},
-                "load": {"import_s": res["import_s"], "cold_s": res["cold_load_s"],
-                         "warm_s": res["warm_load_s"]},
-                "first_inference_ms": res["first_inference_ms"],
-                "steady": {"warmup": warmup, "work_factor": work_factor, "samples_ms": res["samples_ms"],
-                           "stats": stats, "seconds": res["steady_seconds"],
-                           "cpu_s": res.get("steady_cpu_s")},
-                "memory": {"peak_rss_mb": peak, "rss_after_load_mb": res.get("rss_after_load_mb"),
-                           "source": "os.wait4 ru_maxrss of the worker process"
-                           if info["peak_rss_mb"] is not None else "getrusage(RUSAGE_SELF) in the worker"},
-                "parity": res["parity"],
-                "flops": res.get("flops"),
-            })
-            if res.get("block_ends"):
-                rec["steady"]["blocks"] = {"ends": res["block_ends"],
-                                           "calibration_ms": res["block_calibration_ms"]}
-            if res.get("calibration_blocks"):
-                pooled = [x for blk in res["calibration_blocks"] for x in blk]
-                blocks = zip(("before", "after"), res["calibration_blocks"])
-                rec["calibration"] = {"samples_ms": pooled, "median_ms": summarize(pooled)["median"],
-                                      "blocks": [{"at": at, "n": len(blk), "median_ms": summarize(blk)["median"]}
-                                                 for at, blk in blocks]}
-            if rt_name == "torch" and res.get("flops"):
-                torch_flops[art.encoder] = res["flops"]
-            p = res["parity"]
-            max_abs = "—" if p["max_abs"] is None else format(p["max_abs"], ".1e")
-            prog.finish(f"median {stats['median']:.2f} ms (n {stats['n']}), cold load "
-                        f"{res['cold_load_s']:.2f} s, max abs {max_abs}, zero-shot {p['zero_shot_agreement']:.0%}")
-        else:
-            phase = (res or {}).get("phase_reached") or last.get("phase")
-            if info["timed_out"]:
-                where = phase or "start-up"
-                if last.get("phase") == "steady" and "done" in last:
-                    where += f", {last['done']} of {last.get('runs')} samples"
-                status, why = "timeout", (f"killed after {timeout:.0f} s in phase {where} (CPU time "
-                                          f"{info['cpu_s']:.0f} s: " + ("starved by other load?"
-                                          if info["cpu_s"] < 0.25 * timeout else "busy") + ")")
-            elif res and res.get("error"):
-                status, why = "error", f"{res['error']} (phase {phase or '?'})"
-            else:
-                rc = info["returncode"]
-                sig = f"signal {-rc}" if rc is not None and rc < 0 else f"exit {rc}"
-                last = next((ln for ln in reversed(info["tail"]) if ln.strip()), "")
-                status, why = "error", f"worker died ({sig}) in phase {phase or '?'}: {last[:300]}"
+        ws = st["workers"]
+        if st["failed"] is not None:
+            status, why, phase, info = st["failed"]
             rec.update({"status": status, "reason": why, "phase_reached": phase,
-                        "memory": {"peak_rss_mb": info["peak_rss_mb"], "source": "os.wait4"}})
-            prog.finish(f"{status}: {why}")
+                        "memory": {"peak_rss_mb": info["peak_rss_mb"], "source": "os.wait4"},
+                        "wall_s": info["wall_s"]})
+            records.append(rec)
+            continue
+        acc = assess(ws)
+        use = acc or ws
+        first = st["first"]
+        pooled = [x for w in use for x in w["samples_ms"]]
+        stats = summarize(pooled)
+        status = record_status(ws, processes)
+        peak_w = [w["peak_rss_mb"] for w in ws if w["peak_rss_mb"] is not None]
+        rec.update({
+            "status": "ok", "reason": None, "phase_reached": first.get("phase_reached"),
+            "runtime_options": first.get("runtime_options") or {},
+            "load": {"import_s": _median([w["import_s"] for w in ws]),
+                     "cold_s": _median([w["cold_load_s"] for w in ws]),
+                     "warm_s": _median([w["warm_load_s"] for w in ws])},
+            "first_inference_ms": _median([w["first_inference_ms"] for w in ws]),
+            "steady": {"warmup": warmup, "work_factor": work_factor, "samples_ms": pooled, "stats": stats,
+                       "seconds": sum(w["seconds"] for w in use),
+                       "cpu_s": sum(w["cpu_s"] or 0.0 for w in use), "processes": status, "workers": ws},
+            "memory": {"peak_rss_mb": max(peak_w) if peak_w else None,
+                       "rss_after_load_mb": first.get("rss_after_load_mb"),
+                       "source": "os.wait4 ru_maxrss of each worker process (the largest)"},
+            "parity": first["parity"],
+            "flops": st["flops"],
+            "wall_s": sum(w["wall_s"] for w in ws),
+        })
+        cal = [x for w in use for x in (w["calibration_ms"] or [])]
+        if cal:
+            rec["calibration"] = {"samples_ms": cal, "median_ms": summarize(cal)["median"],
+                                  "blocks": [{"at": f"worker {w['index']}", "n": len(w["calibration_ms"]),
+                                              "median_ms": summarize(w["calibration_ms"])["median"]}
+                                             for w in use if w["calibration_ms"]]}
+        if rt_name == "torch" and st["flops"]:
+            torch_flops[art.encoder] = st["flops"]
         records.append(rec)
 
     for art, rt_name, why in skipped:
@@ -355,18 +430,16 @@ def run_bundle(bundle_path, runtimes="all", threads: Optional[int] = None, warmu
                 if r["flops"] else None
             rep.fill_throughput(r, peak_gflops_per_core, threads)
 
-    if calibration:
-        s, why = _calibrate(min(timeout, 300), CALIBRATION_RUNS, prog, "end")
-        if s:
-            cal_blocks.append(("end", s))
     cal = None
-    if cal_blocks:
-        pooled = [x for _, s in cal_blocks for x in s]
-        st = summarize(pooled)
+    pooled_cal = [(r["id"], r["calibration"]["samples_ms"]) for r in records
+                  if r["status"] == "ok" and r.get("calibration")]
+    if pooled_cal:
+        allc = [x for _, s in pooled_cal for x in s]
+        st = summarize(allc)
         cal = {"name": calib.NAME, "description": calib.DESCRIPTION, "threads": 1,
-               "flops_per_sample": calib.FLOPS_PER_SAMPLE, "samples_ms": pooled,
+               "flops_per_sample": calib.FLOPS_PER_SAMPLE, "samples_ms": allc,
                "median_ms": st["median"], "stats": st,
-               "blocks": [{"at": at, "n": len(s), "median_ms": summarize(s)["median"]} for at, s in cal_blocks]}
+               "blocks": [{"at": rid, "n": len(s), "median_ms": summarize(s)["median"]} for rid, s in pooled_cal]}
     host["loadavg_end"] = rep._loadavg()
     m = bundle.manifest
     report = {
@@ -377,8 +450,9 @@ def run_bundle(bundle_path, runtimes="all", threads: Optional[int] = None, warmu
                    "clipdeploy_version": m.get("clipdeploy_version"), "checkpoint": m.get("checkpoint")},
         "host": host,
         "settings": {"threads": threads, "warmup": warmup, "runs": runs, "min_seconds": min_seconds,
+                     "min_blocks": min_blocks, "processes": processes, "max_processes": max_processes,
                      "timeout_s": timeout, "work_factor": work_factor, "runtimes": names,
-                     "peak_gflops_per_core": peak_gflops_per_core},
+                     "ort_spinning": bool(ort_spinning), "peak_gflops_per_core": peak_gflops_per_core},
         "calibration": cal,
         "records": records,
     }

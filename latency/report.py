@@ -77,10 +77,21 @@ def validate_report(obj) -> dict:
             if n != got:
                 raise ReportError(f"invalid report at records/{i}/steady/stats/n: {n} but "
                                   f"{got} raw samples")
+            _check_blocks(r["steady"].get("block_ends"), got, f"records/{i}/steady/block_ends")
+            for k, w in enumerate(r["steady"].get("workers") or []):
+                _check_blocks(w["block_ends"], len(w["samples_ms"]), f"records/{i}/steady/workers/{k}/block_ends")
     cal = obj.get("calibration")
     if cal and cal["stats"]["n"] != len(cal["samples_ms"]):
         raise ReportError("invalid report at calibration/stats/n: does not match the raw samples")
     return obj
+
+
+def _check_blocks(ends, n: int, where: str) -> None:
+    if ends is None:
+        return
+    if ends[-1] != n or any(b <= a for a, b in zip([0] + list(ends), ends)):
+        raise ReportError(f"invalid report at {where}: block ends must increase and end at the number of "
+                          f"samples ({n})")
 
 
 def load_report(path) -> dict:
@@ -123,6 +134,9 @@ def normalize_report(report: dict) -> dict:
         if r["status"] != "ok":
             continue
         r["steady"]["stats"] = summarize(r["steady"]["samples_ms"])
+        for w in r["steady"].get("workers") or []:
+            from .stability import block_medians
+            w["median_ms"] = float(summarize(block_medians(w["samples_ms"], w["block_ends"]))["median"])
         if r.get("calibration"):
             r["calibration"]["median_ms"] = summarize(r["calibration"]["samples_ms"])["median"]
         fill_throughput(r, peak, threads)
@@ -258,19 +272,27 @@ def record_label(r: dict) -> str:
     return f"{r['artifact']} @ {r['runtime']}"
 
 
+def _procs(r: dict) -> str:
+    """``accepted/processes`` and the status when not stable, e.g. ``3/4`` or ``1/6 contended``."""
+    p = r["steady"].get("processes")
+    if not p:
+        return "1"
+    return f"{p['accepted']}/{p['processes']}" + ("" if p["status"] == "stable" else f" {p['status']}")
+
+
 def table(report: dict, markdown: bool = False) -> str:
     """The per-record latency table (ms), as plain text or GitHub markdown."""
-    head = ["artifact", "runtime", "status", "median", "p90", "p99", "mean±std", "trim", "n", "cold load",
-            "1st inf", "peak RSS", "max abs", "cos min", "zero-shot", "GFLOP/s"]
+    head = ["artifact", "runtime", "status", "median", "p90", "p99", "mean±std", "trim", "n", "procs",
+            "cold load", "1st inf", "peak RSS", "max abs", "cos min", "zero-shot", "GFLOP/s"]
     rows = []
     for r in report["records"]:
         if r["status"] != "ok":
-            rows.append([r["artifact"], r["runtime"], r["status"]] + [""] * 12 + [r.get("reason") or ""])
+            rows.append([r["artifact"], r["runtime"], r["status"]] + [""] * 13 + [r.get("reason") or ""])
             continue
         s, p = r["steady"]["stats"], r["parity"]
         rows.append([
             r["artifact"], r["runtime"], "ok", _fmt(s["median"]), _fmt(s["p90"]), _fmt(s["p99"]),
-            f"{s['mean']:.2f}±{s['std']:.2f}", _fmt(s["trimmed_mean"]), str(s["n"]),
+            f"{s['mean']:.2f}±{s['std']:.2f}", _fmt(s["trimmed_mean"]), str(s["n"]), _procs(r),
             _fmt(r["load"]["cold_s"] * 1e3, ".0f") + " ms", _fmt(r["first_inference_ms"], ".1f"),
             _fmt(r["memory"]["peak_rss_mb"], ".0f") + " MB", _fmt(p["max_abs"], ".1e"),
             _fmt(p["cosine_min"], ".6f"), f"{p['zero_shot_agreement']:.0%}",
@@ -301,8 +323,10 @@ def header_lines(report: dict) -> list:
              f"{h.get('cpu_model') or '?'} ({h.get('cpu_count_logical')} logical CPUs), "
              f"load {h.get('loadavg_start')}",
              f"settings: threads {s['threads']}, warmup {s['warmup']}, runs {s['runs']}, "
-             f"min {s.get('min_seconds', 0)} s" + (f", work factor {s['work_factor']}"
-                                                   if s.get("work_factor", 1) != 1 else "")]
+             f"min {s.get('min_seconds', 0)} s, min blocks {s.get('min_blocks', 1)}, processes "
+             f"{s.get('processes', 1)} (up to {s.get('max_processes', s.get('processes', 1))})"
+             + (f", ONNX Runtime spinning {'on' if s['ort_spinning'] else 'off'}" if "ort_spinning" in s else "")
+             + (f", work factor {s['work_factor']:g}" if s.get("work_factor", 1) != 1 else "")]
     if cal:
         lines.append(f"calibration: {cal['name']} median {cal['median_ms']:.3f} ms "
                      f"(n {cal['stats']['n']})")
@@ -372,3 +396,53 @@ def to_v3(report: dict) -> list:
                 "runners": [runner],
             })
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# process-level repeats of a single-process report (the apps: one activity / app launch per process)
+
+def merge_process_reports(reports: list, source_note: str = "") -> dict:
+    """One report from several valid single-process reports of the same bundle (the Android activity
+    started again for each process): each record's ``steady.workers`` gets one worker per report, the
+    workers are checked like ``clip-latency run``'s (:func:`clipdeploy.latency.stability.assess`) and
+    the pooled samples of the accepted ones become the record's. A record that failed in any report
+    is that failure."""
+    from .stability import assess, block_medians, record_status
+
+    if not reports:
+        raise ReportError("no reports to merge")
+    models = {r["bundle"]["model"] for r in reports}
+    if len(models) != 1:
+        raise ReportError(f"cannot merge reports of different models: {', '.join(sorted(models))}")
+    out = json.loads(json.dumps(reports[0]))
+    by_id = [{r["id"]: r for r in rep["records"]} for rep in reports]
+    merged = []
+    for rec in out["records"]:
+        copies = [m[rec["id"]] for m in by_id if rec["id"] in m]       # a record missing in one report: fewer processes
+        failed = next((c for c in copies if c["status"] != "ok"), None)
+        if failed is not None:
+            merged.append(json.loads(json.dumps(failed)))
+            continue
+        workers = []
+        for i, c in enumerate(copies):
+            st = c["steady"]
+            ends = st.get("block_ends") or [len(st["samples_ms"])]
+            workers.append({"index": i, "round": i, "pid": None, "samples_ms": st["samples_ms"],
+                            "block_ends": ends,
+                            "median_ms": float(summarize(block_medians(st["samples_ms"], ends))["median"]),
+                            "seconds": st.get("seconds"), "cpu_s": st.get("cpu_s"), "inferences": None,
+                            "cold_load_s": c["load"]["cold_s"], "calibration_ms": None,
+                            "contention": None, "flags": [], "accepted": True})
+        acc = assess(workers)
+        use = acc or workers
+        pooled = [x for w in use for x in w["samples_ms"]]
+        rec["steady"].pop("block_ends", None)
+        rec["steady"].update({"samples_ms": pooled, "stats": summarize(pooled),
+                              "seconds": sum(w["seconds"] or 0.0 for w in use),
+                              "processes": record_status(workers, len(workers)), "workers": workers})
+        colds = sorted(w["cold_load_s"] for w in workers)
+        rec["load"]["cold_s"] = colds[len(colds) // 2]
+        merged.append(rec)
+    out["records"] = merged
+    out.setdefault("settings", {})["processes"] = len(reports)
+    return validate_report(out)

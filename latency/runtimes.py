@@ -106,10 +106,14 @@ class OnnxRuntime(Runtime):
     def available(cls):
         return None if _has("onnxruntime") else "onnxruntime is not installed (pip install onnxruntime)"
 
+    def _spinning(self) -> bool:
+        return bool(self.options.get("ort_spinning", True))
+
     def describe_options(self):
         return {"threads": self.threads, "execution_provider": "CPUExecutionProvider",
                 "intra_op_num_threads": self.threads, "inter_op_num_threads": 1,
-                "execution_mode": "sequential", "graph_optimization_level": "ORT_ENABLE_ALL"}
+                "execution_mode": "sequential", "graph_optimization_level": "ORT_ENABLE_ALL",
+                "session.intra_op.allow_spinning": "1" if self._spinning() else "0"}
 
     def load(self, art):
         import onnxruntime as ort
@@ -119,6 +123,10 @@ class OnnxRuntime(Runtime):
             so.intra_op_num_threads = int(self.threads)
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # ONNX Runtime's own default (spin-wait on): what an app's default session does. One runtime
+        # per process keeps its spinning pool from starving another runtime; --ort-spinning off
+        # measures the other setting.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self._spinning() else "0")
         sess = ort.InferenceSession(str(self.bundle.path / art.path), sess_options=so,
                                     providers=["CPUExecutionProvider"])
         inp = sess.get_inputs()[0]

@@ -8,13 +8,10 @@ Every figure is computed from the raw samples (milliseconds), which the report k
 * ``trimmed_mean``: the 10–90 % trimmed mean — sort, drop ``floor(0.1 * n)`` samples at each end, average
   the rest (``scipy.stats.trim_mean(x, 0.1)``).
 
-The gate compares two runs with :func:`bootstrap_blocks` when both have interleaved calibration blocks:
-each block of consecutive samples becomes one value, its median divided by the median of the
-calibration block measured right after it (the machine's speed in the same second); the ratio of the
-two runs' medians of those values gets a percentile CI from resampling whole blocks (seeded), which
-keeps the within-block correlation of samples out of the CI. Otherwise (reports without blocks, e.g.
-older ones) :func:`bootstrap_ratio`: resample each run's samples, ratio of medians and its CI, divided
-by the ratio of the two runs' calibration medians.
+The gate (``compare``) works at the process level: each run measured every artifact in several worker
+processes, each sampling in blocks of consecutive samples. :func:`hierarchical_bootstrap` resamples
+processes, then blocks within each chosen process, so its interval carries the process-to-process
+variance (a process that came up at another speed) as well as the drift within a process.
 """
 from __future__ import annotations
 
@@ -63,75 +60,48 @@ def summarize(samples: Sequence[float]) -> dict:
     return out
 
 
-def _boot_medians(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    idx = rng.integers(0, x.size, size=(n_boot, x.size))
-    return np.median(x[idx], axis=1)
+def process_value(block_values: Sequence[float]) -> float:
+    """One process's figure: the median of its block medians."""
+    return float(np.median(np.asarray(block_values, dtype=np.float64)))
 
 
-def bootstrap_ratio(baseline: Sequence[float], current: Sequence[float],
-                    baseline_cal: Optional[Sequence[float]] = None,
-                    current_cal: Optional[Sequence[float]] = None,
-                    n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict:
-    """Ratio ``median(current) / median(baseline)`` with a percentile bootstrap CI (``n_boot``
-    resamples of each sample set, seeded).
+def _side_boot(procs: list, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_boot`` resampled figures of one side: resample processes with replacement, in each chosen
+    process resample its blocks with replacement and take their median; the side's figure is the mean
+    of those process figures."""
+    P = len(procs)
+    out = np.empty(n_boot)
+    pick = rng.integers(0, P, size=(n_boot, P))
+    # per process: a matrix of resampled block medians, drawn once per (resample, slot)
+    for i in range(n_boot):
+        vals = 0.0
+        for j in pick[i]:
+            v = procs[j]
+            vals += np.median(v[rng.integers(0, v.size, size=v.size)])
+        out[i] = vals / P
+    return out
 
-    With both calibration sample sets given, the ratio and its CI are divided by the calibration ratio
-    ``median(current_cal) / median(baseline_cal)`` (a point estimate: the calibration's job is to remove
-    a machine-wide speed difference, its own sampling noise is small next to the artifacts'). Returns
-    ``{ratio, ci_low, ci_high, raw_ratio, calibration_ratio, normalized, n_boot, confidence, seed}``.
-    """
-    b = np.asarray(baseline, dtype=np.float64)
-    c = np.asarray(current, dtype=np.float64)
-    if b.size == 0 or c.size == 0:
-        raise ValueError("bootstrap needs samples on both sides")
+
+def side_value(procs: list) -> float:
+    """A side's figure: the mean over processes of each process's median of block medians."""
+    return float(np.mean([process_value(v) for v in procs]))
+
+
+def hierarchical_bootstrap(baseline: list, current: list, n_boot: int = 2000, confidence: float = 0.95,
+                           seed: int = 0) -> dict:
+    """Ratio of the current to the baseline figure (:func:`side_value`), with a percentile CI from a
+    two-level bootstrap (processes, then blocks within each process; seeded).
+
+    ``baseline`` / ``current``: one array of block medians per accepted process. Returns ``{ratio,
+    ci_low, ci_high, processes: [b, c], blocks: [b, c], n_boot, confidence, seed}``."""
+    b = [np.asarray(v, dtype=np.float64) for v in baseline]
+    c = [np.asarray(v, dtype=np.float64) for v in current]
+    if not b or not c or any(v.size == 0 for v in b + c):
+        raise ValueError("the bootstrap needs at least one block in one process on each side")
     rng = np.random.default_rng(seed)
-    raw = float(np.median(c) / np.median(b))
-    boot = _boot_medians(c, n_boot, rng) / _boot_medians(b, n_boot, rng)
-    normalized = baseline_cal is not None and current_cal is not None \
-        and len(baseline_cal) > 0 and len(current_cal) > 0
-    cal_ratio = None
-    scale = 1.0
-    if normalized:
-        cal_ratio = float(np.median(np.asarray(current_cal, np.float64)) /
-                          np.median(np.asarray(baseline_cal, np.float64)))
-        scale = cal_ratio
+    boot = _side_boot(c, n_boot, rng) / _side_boot(b, n_boot, rng)
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
-    return {"ratio": raw / scale, "ci_low": float(lo) / scale, "ci_high": float(hi) / scale,
-            "raw_ratio": raw, "calibration_ratio": cal_ratio, "normalized": bool(normalized),
+    return {"ratio": side_value(c) / side_value(b), "ci_low": float(lo), "ci_high": float(hi),
+            "processes": [len(b), len(c)], "blocks": [int(sum(v.size for v in b)), int(sum(v.size for v in c))],
             "n_boot": int(n_boot), "confidence": float(confidence), "seed": int(seed)}
-
-
-def block_values(samples: Sequence[float], ends: Sequence[int], calibration: Optional[Sequence[float]] = None
-                 ) -> np.ndarray:
-    """One value per block: ``median(samples[prev_end:end])``, divided by that block's calibration
-    median when ``calibration`` is given."""
-    x = np.asarray(samples, dtype=np.float64)
-    ends = [int(e) for e in ends]
-    if not ends or ends[-1] > x.size or any(b <= a for a, b in zip([0] + ends, ends)):
-        raise ValueError("block ends must be increasing and within the samples")
-    meds = np.array([np.median(x[a:b]) for a, b in zip([0] + ends[:-1], ends)])
-    if calibration is not None:
-        c = np.asarray(calibration, dtype=np.float64)
-        if c.size != meds.size or not (c > 0).all():
-            raise ValueError("one positive calibration median per block is needed")
-        meds = meds / c
-    return meds
-
-
-def bootstrap_blocks(baseline_values: Sequence[float], current_values: Sequence[float],
-                     n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict:
-    """Ratio ``median(current_values) / median(baseline_values)`` of per-block values
-    (:func:`block_values`) with a percentile CI from resampling whole blocks of each run (seeded).
-    Returns ``{ratio, ci_low, ci_high, n_blocks: [baseline, current], n_boot, confidence, seed}``."""
-    b = np.asarray(baseline_values, dtype=np.float64)
-    c = np.asarray(current_values, dtype=np.float64)
-    if b.size == 0 or c.size == 0:
-        raise ValueError("bootstrap needs blocks on both sides")
-    rng = np.random.default_rng(seed)
-    boot = _boot_medians(c, n_boot, rng) / _boot_medians(b, n_boot, rng)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
-    return {"ratio": float(np.median(c) / np.median(b)), "ci_low": float(lo), "ci_high": float(hi),
-            "n_blocks": [int(b.size), int(c.size)], "n_boot": int(n_boot),
-            "confidence": float(confidence), "seed": int(seed)}

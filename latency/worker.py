@@ -6,7 +6,8 @@ A fresh process per job keeps the cold load cold and the peak RSS about this job
 order: ``import`` (the runtime's libraries), ``configure`` (threads, before anything is loaded),
 ``cold_load`` (first load in the process), ``first_inference`` (first call on that handle), the first
 handle is released, ``warm_load`` (second load), ``steady`` (``warmup`` untimed calls, a calibration
-block, timed calls until both ``runs`` samples and ``min_seconds`` of timed work are reached, a second
+block, timed calls in blocks until ``runs`` samples, ``min_seconds`` of timed work and ``min_blocks``
+blocks are reached, with the machine's contention probed over them (:mod:`.stability`), a second
 calibration block), ``parity`` (the probe set through the artifact vs the bundle's reference
 embeddings), ``flops`` (torch only).
 
@@ -51,6 +52,22 @@ def _clean(x):
 
 # ---------------------------------------------------------------------------------------------------
 
+def work_schedule(factor):
+    """Inferences per sample for a work factor ``factor`` (>= 1, fractions allowed): sample i runs
+    floor(i*f) - floor((i-1)*f) of them, so n samples run floor(n*f) inferences in all. Exact for
+    decimal factors (1.2 = 6/5: one extra inference every fifth sample)."""
+    from fractions import Fraction
+    f = Fraction(str(factor)).limit_denominator(1000)
+    if f < 1:
+        raise ValueError(f"work factor {factor} is below 1")
+    i, done = 0, 0
+    while True:
+        i += 1
+        k = math.floor(i * f) - done
+        done += k
+        yield k
+
+
 def calibration(job: dict) -> dict:
     """The fixed workload (clipdeploy.latency.calibration), in its own worker."""
     from .calibration import Workload
@@ -79,7 +96,7 @@ def measure(job: dict, res: dict) -> dict:
     ref = probe["ref_image"] if art.encoder == "image" else probe["ref_text"]
     other = probe["ref_text"] if art.encoder == "image" else probe["ref_image"]
     x = np.ascontiguousarray(inputs[:1])
-    work = max(1, int(job.get("work_factor", 1)))
+    work = float(job.get("work_factor", 1))
 
     phase("import")
     t = time.perf_counter()
@@ -121,7 +138,8 @@ def measure(job: dict, res: dict) -> dict:
     h = rt.load(art)
     res["warm_load_s"] = time.perf_counter() - t
 
-    warmup, runs, min_s = int(job["warmup"]), int(job["runs"]), float(job.get("min_seconds", 0.0))
+    warmup, runs = int(job["warmup"]), int(job["runs"])
+    min_s, min_blocks = float(job.get("min_seconds", 0.0)), int(job.get("min_blocks", 1))
     phase("warmup", n=warmup)
     for _ in range(warmup):
         rt.infer(h, x)
@@ -131,40 +149,42 @@ def measure(job: dict, res: dict) -> dict:
         cal = Workload()
         cal_pre = cal.block(RECORD_BLOCK)
     phase("steady", runs=runs, min_seconds=min_s)
-    samples = []
-    total = 0.0
-    # interleaved calibration: after each block of samples (>= BLOCK_SECONDS of timed work and
-    # >= BLOCK_MIN_SAMPLES) a short calibration block; its median is paired with the block, so the
-    # gate can normalize by the machine's speed in the same second (``block_ends`` / ``block_calibration_ms``)
-    from .calibration import BLOCK_MIN_SAMPLES, BLOCK_SECONDS, INTERLEAVED_BLOCK
-    block_ends, block_cal = [], []
-    block_t, block_n = 0.0, 0
-    cpu0 = time.process_time()
+    # Blocks of consecutive samples (>= BLOCK_SECONDS of timed work and >= BLOCK_MIN_SAMPLES): the unit
+    # the gate resamples within a process. Sampling goes on until ``runs`` samples, ``min_seconds`` of
+    # timed work and ``min_blocks`` closed blocks. A fractional work factor f runs
+    # floor(i*f) - floor((i-1)*f) inferences in sample i (1.2: one extra call every fifth sample).
+    from .stability import BLOCK_MIN_SAMPLES, BLOCK_SECONDS, ContentionProbe
+    schedule = work_schedule(work)
+    samples, block_ends = [], []
+    total, block_t, block_n, calls = 0.0, 0.0, 0, 0
     perf_ns = time.perf_counter_ns
     infer = rt.infer
-    while len(samples) < runs or total < min_s:
+    probe_c = ContentionProbe().start()
+    while len(samples) < runs or total < min_s or len(block_ends) < min_blocks:
+        k = next(schedule)
         t0 = perf_ns()
-        for _ in range(work):
+        for _ in range(k):
             infer(h, x)
         dt = (perf_ns() - t0) / 1e6
+        calls += k
         samples.append(dt)
         total += dt / 1e3
         block_t += dt / 1e3
         block_n += 1
-        if cal is not None and block_t >= BLOCK_SECONDS and block_n >= BLOCK_MIN_SAMPLES:
+        if block_t >= BLOCK_SECONDS and block_n >= BLOCK_MIN_SAMPLES:
             block_ends.append(len(samples))
-            block_cal.append(float(np.median(cal.block(INTERLEAVED_BLOCK, warmup=1))))
             block_t, block_n = 0.0, 0
         if len(samples) % 10 == 0:
             _event(phase="steady", done=len(samples), runs=runs)
-    if cal is not None and block_n:                      # the last, partial block
+    if block_n:                                          # the last, partial block
         block_ends.append(len(samples))
-        block_cal.append(float(np.median(cal.block(INTERLEAVED_BLOCK, warmup=1))))
-    res["steady_cpu_s"] = time.process_time() - cpu0
+    res["contention"] = probe_c.stop()
+    res["contention"]["threads_configured"] = rt.describe_options().get("threads")
+    res["steady_cpu_s"] = res["contention"]["cpu_s"]
     res["samples_ms"] = samples
     res["steady_seconds"] = total
-    if block_ends:
-        res["block_ends"], res["block_calibration_ms"] = block_ends, block_cal
+    res["block_ends"] = block_ends
+    res["inferences"] = calls
     if cal is not None:
         cal_post = cal.block(RECORD_BLOCK, warmup=0)
         res["calibration_blocks"] = [cal_pre, cal_post]
@@ -173,7 +193,7 @@ def measure(job: dict, res: dict) -> dict:
     got = rt.embed(h, inputs)
     res["parity"] = _clean(parity_measure(ref, got, other))
 
-    if rt.name == "torch":
+    if rt.name == "torch" and job.get("count_flops", True):
         phase("flops")
         res["flops"] = rt.flops(h, x)
     res["peak_rss_self_mb"] = _maxrss_mb()
