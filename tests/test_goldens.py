@@ -119,7 +119,8 @@ def test_jvm_written_report_validates_and_is_ingested(jvm_classes, tmp_path, cap
     for rec in raw["records"]:
         assert rec["status"] == "ok" and rec["phase_reached"] == "done"
         s = rec["steady"]
-        assert len(s["samples_ms"]) == 25 and s["warmup"] == 3
+        assert len(s["samples_ms"]) >= 25 and s["warmup"] == 3       # >= 25 samples and one 0.25 s block
+        assert s["block_ends"][-1] == len(s["samples_ms"]) and sum(s["samples_ms"]) >= 250
         ours = summarize(s["samples_ms"])
         for k, v in ours.items():                                          # the JVM's statistics are ours
             assert s["stats"][k] == pytest.approx(v, rel=1e-12, abs=1e-12), k
@@ -134,9 +135,35 @@ def test_jvm_written_report_validates_and_is_ingested(jvm_classes, tmp_path, cap
     out = capsys.readouterr().out
     assert "accepted" in out and "jvm-core" in out and "2/2 records ok" in out
     assert len(list((into / "golden_linear").glob("*jvm-core*.json"))) == 1
-    # and compare treats it like any report: the same run against itself is no regression
-    assert latency_main(["compare", str(report), str(report)]) == 0
-    capsys.readouterr()
+    # and compare treats it like any report: one process is too little data for the latency gate
+    # (exit 3), never a regression
+    assert latency_main(["compare", str(report), str(report)]) == 3
+    out = capsys.readouterr().out
+    assert "insufficient data" in out and "1 process, 1 block" in out and "REGRESSION" not in out
+
+
+def test_jvm_processes_merge_into_one_process_level_report(jvm_classes, tmp_path):
+    """Three JVM processes (as `clip-latency android` starts the activity three times), merged: one
+    worker per process, each with its blocks, statistics over the accepted ones."""
+    from clipdeploy.latency.report import merge_process_reports
+    reps = []
+    for k in range(3):
+        path = tmp_path / f"jvm_{k}.json"
+        r = _report_tool(jvm_classes, GOLDENS / "bundle", path, 10, 2, 0.0, 4)
+        assert r.returncode == 0, r.stderr[-3000:]
+        reps.append(load_report(path))
+    for rep in reps:
+        assert rep["settings"]["min_blocks"] == 4
+        for rec in rep["records"]:
+            assert len(rec["steady"]["block_ends"]) >= 4
+    merged = merge_process_reports(reps)
+    for rec in merged["records"]:
+        ws = rec["steady"]["workers"]
+        assert len(ws) == 3 and rec["steady"]["processes"]["processes"] == 3
+        assert [len(w["samples_ms"]) for w in ws] == \
+            [len(next(x for x in rep["records"] if x["id"] == rec["id"])["steady"]["samples_ms"]) for rep in reps]
+        use = [w for w in ws if w["accepted"]] or ws
+        assert rec["steady"]["stats"]["n"] == sum(len(w["samples_ms"]) for w in use)
 
 
 def test_jvm_report_tool_bad_input(jvm_classes, tmp_path):

@@ -2,9 +2,17 @@ import Foundation
 
 /// The on-device benchmark with `clip-latency run`'s phases (the JVM core's `Benchmark`), in this order:
 /// `cold_load` (first load in the process) -> `first_inference` (first call, probe input 0) -> the handle is
-/// released -> `warm_load` -> `warmup` untimed calls -> `steady` (timed calls until both `runs` samples and
-/// `minSeconds` of timed work) -> `parity` (every probe input vs the bundle's reference embeddings) ->
-/// `done`. Each artifact gives one report record (`[String: Any]`, the schema's record).
+/// released -> `warm_load` -> `warmup` untimed calls -> `steady` (timed calls until all of `runs` samples,
+/// `minSeconds` of timed work and `minBlocks` blocks) -> `parity` (every probe input vs the bundle's reference
+/// embeddings) -> `done`. Each artifact gives one report record (`[String: Any]`, the schema's record).
+///
+/// Blocks, as in clip-latency's worker: a block closes after a sample once its own timed work is at least
+/// `BenchmarkSettings.blockSeconds` and it holds at least `BenchmarkSettings.blockMinSamples` samples, and
+/// `minBlocks` counts these closed blocks; when sampling stops, the last, partial block (if it has a sample)
+/// closes too. So even `minBlocks = 1, minSeconds = 0` samples for one whole block (at least `blockSeconds` of
+/// timed work), as clip-latency's worker does. The record's
+/// `steady.block_ends` are the sample counts at which the blocks ended (increasing, the last equals the number
+/// of samples): block `k` is `samples_ms[block_ends[k-1]..<block_ends[k]]`.
 ///
 /// Before `cold_load` the runtime's untimed `prepare` runs (Core ML compiles the package there, once,
 /// cached), so `load.cold_s` is the model load alone.
@@ -127,19 +135,30 @@ public enum Benchmark {
             phase = "steady"
             var samples: [Double] = []
             samples.reserveCapacity(settings.runs)
+            var blockEnds: [Int] = []
             var total = 0.0
-            while samples.count < settings.runs || total < settings.minSeconds {
+            var blockMs = 0.0      // the open block's timed work (ms) and samples
+            var blockN = 0
+            while samples.count < settings.runs || total < settings.minSeconds || blockEnds.count < settings.minBlocks {
                 let t = MonotonicClock.nanos()
                 _ = try run(s, a, p, 0)
                 let ms = MonotonicClock.millis(since: t)
                 samples.append(ms)
                 total += ms / 1e3
+                blockMs += ms
+                blockN += 1
+                if blockMs / 1e3 >= BenchmarkSettings.blockSeconds && blockN >= BenchmarkSettings.blockMinSamples {
+                    blockEnds.append(samples.count)
+                    blockMs = 0
+                    blockN = 0
+                }
                 if samples.count % 10 == 0 || samples.count == settings.runs {
                     progress(a.path, phase, samples.count, settings.runs)
                     _ = memory.currentMb()
                     try checkCancelled()
                 }
             }
+            if blockN > 0 { blockEnds.append(samples.count) }       // the last, partial block
 
             phase = "parity"
             progress(a.path, phase, 0, 0)
@@ -155,7 +174,7 @@ public enum Benchmark {
             let stats = try Stats.summarize(samples).toDictionary()
             r["steady"] = ["warmup": settings.warmup, "work_factor": 1, "samples_ms": samples,
                            "stats": stats, "seconds": total,
-                           "cpu_s": NSNull()] as [String: Any]
+                           "cpu_s": NSNull(), "block_ends": blockEnds] as [String: Any]
             r["memory"] = ["peak_rss_mb": memory.peakMb(), "rss_after_load_mb": afterLoad,
                            "source": memory.source] as [String: Any]
             r["parity"] = fig.toDictionary()

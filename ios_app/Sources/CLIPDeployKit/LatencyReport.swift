@@ -56,8 +56,8 @@ public final class LatencyReport {
     @discardableResult
     public func settings(_ s: BenchmarkSettings, runtimes: [String]) -> LatencyReport {
         settingsInfo = ["threads": s.threads > 0 ? s.threads as Any : NSNull() as Any, "warmup": s.warmup, "runs": s.runs,
-                        "min_seconds": s.minSeconds, "timeout_s": NSNull(), "work_factor": 1, "runtimes": runtimes,
-                        "peak_gflops_per_core": NSNull()]
+                        "min_seconds": s.minSeconds, "min_blocks": s.minBlocks, "timeout_s": NSNull(), "work_factor": 1,
+                        "runtimes": runtimes, "peak_gflops_per_core": NSNull()]
         return self
     }
 

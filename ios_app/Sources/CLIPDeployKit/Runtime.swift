@@ -52,7 +52,15 @@ public protocol MemoryProbe: AnyObject {
 }
 
 /// What a benchmark run does; the defaults are `clip-latency run`'s (the JVM core's `BenchmarkSettings`).
+/// The steady state samples until all of: `runs` samples, `minSeconds` of timed work and `minBlocks` blocks
+/// (see `Benchmark`); a block closes after a sample once it holds `blockSeconds` of timed work and at least
+/// `blockMinSamples` samples, and the last, partial block closes when sampling stops.
 public struct BenchmarkSettings {
+    /// A steady-state block closes once its own timed work reaches this (seconds) ... (Java: `BLOCK_SECONDS`)
+    public static let blockSeconds: Double = 0.25
+    /// ... and it holds at least this many samples. (Java: `BLOCK_MIN_SAMPLES`)
+    public static let blockMinSamples: Int = 3
+
     /// Timed samples, at least.
     public var runs: Int = 50
     /// Untimed calls before timing.
@@ -60,25 +68,30 @@ public struct BenchmarkSettings {
     /// Runtime threads; 0 = the runtime's default.
     public var threads: Int = 0
     /// Keep sampling until this much timed work (seconds).
-    public var minSeconds: Double = 0
+    public var minSeconds: Double = 2.0
+    /// Keep sampling until this many blocks have closed (the last, partial block does not count).
+    public var minBlocks: Int = 8
     /// The runtime to measure ("coreml", "reference"); artifacts of others are skipped. nil: any.
     public var runtime: String?
 
-    public init(runtime: String? = nil, runs: Int = 50, warmup: Int = 10, threads: Int = 0, minSeconds: Double = 0) {
+    public init(runtime: String? = nil, runs: Int = 50, warmup: Int = 10, threads: Int = 0, minSeconds: Double = 2.0,
+                minBlocks: Int = 8) {
         self.runtime = runtime
         self.runs = runs
         self.warmup = warmup
         self.threads = threads
         self.minSeconds = minSeconds
+        self.minBlocks = minBlocks
     }
 
     public func validate() throws {
         if runs < 1 { throw CLIPDeployError(.benchmark, "runs must be at least 1, got \(runs)") }
         if warmup < 0 { throw CLIPDeployError(.benchmark, "warmup must be 0 or more, got \(warmup)") }
         if threads < 0 { throw CLIPDeployError(.benchmark, "threads must be 0 (default) or more, got \(threads)") }
-        if !(minSeconds >= 0) {
-            throw CLIPDeployError(.benchmark, "minSeconds must be 0 or more, got \(minSeconds)")
+        if !(minSeconds >= 0) || minSeconds.isInfinite {
+            throw CLIPDeployError(.benchmark, "minSeconds must be 0 or more (and finite), got \(minSeconds)")
         }
+        if minBlocks < 1 { throw CLIPDeployError(.benchmark, "minBlocks must be at least 1, got \(minBlocks)") }
     }
 }
 

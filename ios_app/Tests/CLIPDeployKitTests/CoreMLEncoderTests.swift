@@ -79,7 +79,7 @@ final class CoreMLEncoderTests: XCTestCase {
         let p = try b.probe()
         let tok = try CLIPTokenizer.fromBundle(b)
         for k in 0..<p.captions.count { XCTAssertEqual(try tok.tokenize(p.captions[k]), p.tokenIds[k]) }
-        let s = BenchmarkSettings(runtime: "coreml", runs: 3, warmup: 1, threads: 0)
+        let s = BenchmarkSettings(runtime: "coreml", runs: 3, warmup: 1, threads: 0, minSeconds: 0, minBlocks: 1)
         let recs = try Benchmark.runAll(bundle: b, runtimes: [CoreMLRuntime(computeUnits: computeUnits)], settings: s,
                                         memory: PhysFootprintProbe(), artifacts: b.artifactsWithVariants())
         XCTAssertFalse(recs.isEmpty)

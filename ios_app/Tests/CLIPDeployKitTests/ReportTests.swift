@@ -7,7 +7,9 @@ import XCTest
 final class ReportTests: XCTestCase {
     func makeReport(runs: Int = 5, warmup: Int = 1, threads: Int = 2) throws -> LatencyReport {
         let b = try Goldens.bundle()
-        let s = BenchmarkSettings(runtime: "reference", runs: runs, warmup: warmup, threads: threads)
+        // minSeconds 0 / minBlocks 1: the smallest run (at least `runs` samples and one 0.25 s block)
+        let s = BenchmarkSettings(runtime: "reference", runs: runs, warmup: warmup, threads: threads, minSeconds: 0,
+                                  minBlocks: 1)
         let rep = try LatencyReport(source: "ios-app", toolName: "CLIPDeployKit tests", toolVersion: KitInfo.version)
             .bundle(b, devicePath: "/var/mobile/Containers/Data/Application/X/Documents/golden_linear")
             .settings(s, runtimes: ["reference"])
@@ -36,6 +38,8 @@ final class ReportTests: XCTestCase {
                        "/var/mobile/Containers/Data/Application/X/Documents/golden_linear")
         XCTAssertEqual(try Json.map(m["bundle"])["model"] as? String, "golden_linear")
         XCTAssertEqual(try Json.int(Json.map(m["settings"])["threads"]), 2)
+        XCTAssertEqual(try Json.num(Json.map(m["settings"])["min_seconds"]), 0)
+        XCTAssertEqual(try Json.int(Json.map(m["settings"])["min_blocks"]), 1)
         XCTAssertTrue(Json.isNull(m["calibration"]))
         let created = try Json.str(m["created"])
         XCTAssertNotNil(created.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$"#, options: .regularExpression),
@@ -43,7 +47,9 @@ final class ReportTests: XCTestCase {
         let recs = try Json.list(m["records"])
         XCTAssertEqual(recs.count, 2)
         let r0 = try Json.map(recs[0])
-        XCTAssertEqual(try Json.list(Json.map(r0["steady"])["samples_ms"]).count, 5)
+        let n = try Json.list(Json.map(r0["steady"])["samples_ms"]).count
+        XCTAssertGreaterThanOrEqual(n, 5)
+        XCTAssertEqual(try Json.ints(Json.map(r0["steady"])["block_ends"]).last, n)
 
         try LatencyReport.writeError(to: out, message: "bundle not found:\n/x")
         XCTAssertEqual(try String(contentsOf: URL(fileURLWithPath: out.path + ".error"), encoding: .utf8),

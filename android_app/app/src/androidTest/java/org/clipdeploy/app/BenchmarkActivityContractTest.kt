@@ -52,10 +52,16 @@ class BenchmarkActivityContractTest {
         }
     }
 
-    /** `am start -W -n org.clipdeploy.app/.BenchmarkActivity --es bundle … --es report …` (latency/android.py). */
-    private fun amStart(bundle: String, runtime: String, runs: Int = 5, warmup: Int = 1, threads: Int = 0) {
+    /**
+     * `am start -W -n org.clipdeploy.app/.BenchmarkActivity --es bundle … --es report …` (latency/android.py).
+     * min_seconds 0 / min_blocks 1: the smallest run, one 0.25 s block (the defaults, 2 s in 8 blocks, are for
+     * real models).
+     */
+    private fun amStart(bundle: String, runtime: String, runs: Int = 5, warmup: Int = 1, threads: Int = 0,
+                        minSeconds: Double = 0.0, minBlocks: Int = 1) {
         val cmd = "am start -W -n ${target.packageName}/.BenchmarkActivity --es bundle $bundle --es runtime $runtime " +
-            "--ei runs $runs --ei warmup $warmup --ei threads $threads --es report ${report.path}"
+            "--ei runs $runs --ei warmup $warmup --ei threads $threads --ef min_seconds $minSeconds " +
+            "--ei min_blocks $minBlocks --es report ${report.path}"
         val pfd = instrumentation.uiAutomation.executeShellCommand(cmd)
         val out = ParcelFileDescriptor.AutoCloseInputStream(pfd).use { String(it.readBytes()) }
         assertFalse("am start failed: $out", out.contains("Error"))
@@ -96,6 +102,7 @@ class BenchmarkActivityContractTest {
         val settings = Json.map(m["settings"])
         assertEquals(listOf<Any>("reference"), Json.list(settings["runtimes"]))
         assertEquals(5L, (settings["runs"] as Number).toLong())
+        assertEquals(1L, (settings["min_blocks"] as Number).toLong())
 
         val recs = records(m)
         assertEquals(2, recs.size)

@@ -22,6 +22,7 @@ import org.clipdeploy.core.BenchmarkRequest
  *
  *     adb shell am start -W -n org.clipdeploy.app/.BenchmarkActivity --es bundle /data/local/tmp/clipdeploy/<model> \
  *         --es runtime executorch --ei runs 50 --ei warmup 10 --ei threads 0 \
+ *         [--ef min_seconds 2.0 --ei min_blocks 8] \
  *         --es report /sdcard/Android/data/org.clipdeploy.app/files/report.json
  *
  * Runs the core benchmark on a background thread with the chosen runtime (the other runtimes' artifacts are
@@ -60,7 +61,8 @@ class BenchmarkActivity : AppCompatActivity() {
         }
         ranHere = true
         show("bundle  ${args.bundleDir}\nruntime ${args.runtime}  runs ${args.runs}  warmup ${args.warmup}  " +
-            "threads ${if (args.threads == 0) "default" else args.threads}\nreport  ${args.report}\n")
+            "threads ${if (args.threads == 0) "default" else args.threads}  " +
+            "min_seconds ${args.minSeconds}  min_blocks ${args.minBlocks}\nreport  ${args.report}\n")
         Log.i(TAG, "benchmark: $args")
 
         thread(name = "clipdeploy-benchmark") {

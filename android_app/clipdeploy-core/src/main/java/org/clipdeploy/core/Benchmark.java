@@ -9,8 +9,17 @@ import java.util.Map;
  * The on-device benchmark, with clip-latency run's phases, in this order:
  * {@code cold_load} (first load in the process) → {@code first_inference} (first call, probe input 0) →
  * the handle is released → {@code warm_load} → {@code warmup} untimed calls → {@code steady} (timed calls
- * until both {@code runs} samples and {@code minSeconds} of timed work) → {@code parity} (every probe input
- * vs the bundle's reference embeddings) → {@code done}. Each artifact gives one report record.
+ * until all of {@code runs} samples, {@code minSeconds} of timed work and {@code minBlocks} blocks) →
+ * {@code parity} (every probe input vs the bundle's reference embeddings) → {@code done}. Each artifact gives
+ * one report record.
+ *
+ * <p>Blocks, as in clip-latency's worker: a block closes after a sample once its own timed work is at least
+ * {@link BenchmarkSettings#BLOCK_SECONDS} and it holds at least {@link BenchmarkSettings#BLOCK_MIN_SAMPLES}
+ * samples, and {@code minBlocks} counts these closed blocks; when sampling stops, the last, partial block (if it
+ * has a sample) closes too. So even {@code minBlocks = 1, minSeconds = 0} samples for one whole block (at least
+ * {@code BLOCK_SECONDS} of timed work), as clip-latency's worker does.
+ * The record's {@code steady.block_ends} are the sample counts at which the blocks ended (increasing, the last
+ * equals the number of samples): block {@code k} is {@code samples_ms[block_ends[k-1]:block_ends[k]]}.
  */
 public final class Benchmark {
     private Benchmark() {}
@@ -127,19 +136,32 @@ public final class Benchmark {
 
             phase = "steady";
             List<Double> samples = new ArrayList<>();
+            List<Integer> ends = new ArrayList<>();
             double total = 0;
-            while (samples.size() < settings.runs || total < settings.minSeconds) {
+            double blockMs = 0;      // the open block's timed work (ms) and samples
+            int blockN = 0;
+            while (samples.size() < settings.runs || total < settings.minSeconds || ends.size() < settings.minBlocks) {
                 long t = System.nanoTime();
                 run(s, a, p, 0);
                 double ms = (System.nanoTime() - t) / 1e6;
                 samples.add(ms);
                 total += ms / 1e3;
+                blockMs += ms;
+                blockN++;
+                if (blockMs / 1e3 >= BenchmarkSettings.BLOCK_SECONDS && blockN >= BenchmarkSettings.BLOCK_MIN_SAMPLES) {
+                    ends.add(samples.size());
+                    blockMs = 0;
+                    blockN = 0;
+                }
                 if (samples.size() % 10 == 0 || samples.size() == settings.runs) {
                     progress.onPhase(a.path, phase, samples.size(), settings.runs);
                 }
             }
+            if (blockN > 0) ends.add(samples.size());       // the last, partial block
             double[] xs = new double[samples.size()];
             for (int k = 0; k < xs.length; k++) xs[k] = samples.get(k);
+            int[] blockEnds = new int[ends.size()];
+            for (int k = 0; k < blockEnds.length; k++) blockEnds[k] = ends.get(k);
 
             phase = "parity";
             progress.onPhase(a.path, phase, 0, 0);
@@ -160,6 +182,7 @@ public final class Benchmark {
             steady.put("stats", Stats.summarize(xs).toMap());
             steady.put("seconds", total);
             steady.put("cpu_s", null);
+            steady.put("block_ends", blockEnds);
             Map<String, Object> mem = new LinkedHashMap<>();
             mem.put("peak_rss_mb", memory.peakMb());
             mem.put("rss_after_load_mb", afterLoad);

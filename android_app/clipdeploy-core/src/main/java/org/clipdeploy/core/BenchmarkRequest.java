@@ -10,7 +10,9 @@ import java.util.Map;
  * The benchmark activity's intent extras, the contract {@code clip-latency android} drives
  * (latency/android.py, docs/latency.md): {@code bundle} (string, a bundle directory on the device),
  * {@code runtime} ("executorch" | "onnxruntime"), {@code runs}, {@code warmup}, {@code threads} (ints;
- * 0 threads = the runtime's default) and {@code report} (string, a path). Parsed here, from the extras as a
+ * 0 threads = the runtime's default), {@code report} (string, a path) and, optional, {@code min_seconds}
+ * (a float, {@code --ef}; seconds of timed work, at least; default 2.0) and {@code min_blocks} (an int;
+ * steady-state blocks, at least; default 8). Parsed here, from the extras as a
  * plain map, so that the contract is unit-tested on the JVM; the Android activity only copies its Bundle
  * into a map. Bad extras raise {@link IllegalArgumentException} with a one-line message.
  */
@@ -21,11 +23,15 @@ public final class BenchmarkRequest {
     public static final String EXTRA_WARMUP = "warmup";
     public static final String EXTRA_THREADS = "threads";
     public static final String EXTRA_REPORT = "report";
+    public static final String EXTRA_MIN_SECONDS = "min_seconds";
+    public static final String EXTRA_MIN_BLOCKS = "min_blocks";
 
     /** clip-latency's defaults. */
     public static final String DEFAULT_RUNTIME = "executorch";
     public static final int DEFAULT_RUNS = 50;
     public static final int DEFAULT_WARMUP = 10;
+    public static final double DEFAULT_MIN_SECONDS = 2.0;
+    public static final int DEFAULT_MIN_BLOCKS = 8;
 
     /** The contract's runtimes; "reference" (the goldens' linear model) is also accepted, for tests. */
     public static final List<String> RUNTIMES = Collections.unmodifiableList(Arrays.asList("executorch", "onnxruntime"));
@@ -37,19 +43,28 @@ public final class BenchmarkRequest {
     public final int warmup;
     public final int threads;
     public final File report;
+    public final double minSeconds;
+    public final int minBlocks;
 
     public BenchmarkRequest(File bundleDir, String runtime, int runs, int warmup, int threads, File report) {
+        this(bundleDir, runtime, runs, warmup, threads, report, DEFAULT_MIN_SECONDS, DEFAULT_MIN_BLOCKS);
+    }
+
+    public BenchmarkRequest(File bundleDir, String runtime, int runs, int warmup, int threads, File report,
+                            double minSeconds, int minBlocks) {
         this.bundleDir = bundleDir;
         this.runtime = runtime;
         this.runs = runs;
         this.warmup = warmup;
         this.threads = threads;
         this.report = report;
+        this.minSeconds = minSeconds;
+        this.minBlocks = minBlocks;
     }
 
     /** The core's settings for this request. */
     public BenchmarkSettings settings() {
-        return new BenchmarkSettings(runtime, runs, warmup, threads);
+        return new BenchmarkSettings(runtime, runs, warmup, threads, minSeconds, minBlocks);
     }
 
     /** Where the report goes: the {@code report} extra, else {@code defaultReport} (even when other extras are bad,
@@ -75,10 +90,36 @@ public final class BenchmarkRequest {
         int runs = intExtra(extras, EXTRA_RUNS, DEFAULT_RUNS);
         int warmup = intExtra(extras, EXTRA_WARMUP, DEFAULT_WARMUP);
         int threads = intExtra(extras, EXTRA_THREADS, 0);
+        double minSeconds = doubleExtra(extras, EXTRA_MIN_SECONDS, DEFAULT_MIN_SECONDS);
+        int minBlocks = intExtra(extras, EXTRA_MIN_BLOCKS, DEFAULT_MIN_BLOCKS);
         if (runs < 1) throw new IllegalArgumentException("runs must be at least 1, got " + runs);
         if (warmup < 0) throw new IllegalArgumentException("warmup must be 0 or more, got " + warmup);
         if (threads < 0) throw new IllegalArgumentException("threads must be 0 (the runtime's default) or more, got " + threads);
-        return new BenchmarkRequest(bundle, runtime, runs, warmup, threads, reportPath(extras, defaultReport));
+        if (Double.isNaN(minSeconds) || Double.isInfinite(minSeconds)) {
+            throw new IllegalArgumentException("min_seconds must be a finite number, got " + minSeconds);
+        }
+        if (minSeconds < 0) throw new IllegalArgumentException("min_seconds must be 0 or more, got " + minSeconds);
+        if (minBlocks < 1) throw new IllegalArgumentException("min_blocks must be at least 1, got " + minBlocks);
+        return new BenchmarkRequest(bundle, runtime, runs, warmup, threads, reportPath(extras, defaultReport),
+                minSeconds, minBlocks);
+    }
+
+    /** A number extra: {@code --ef} gives a Float, {@code --ed} a Double, {@code --ei}/{@code --el} an Integer/Long,
+     * {@code --es} a String; all are accepted. */
+    private static double doubleExtra(Map<String, ?> extras, String key, double dflt) {
+        Object v = extras.get(key);
+        if (v == null) return dflt;
+        // a Float through its decimal text: --ef min_seconds 0.1 is 0.1, not 0.10000000149011612
+        if (v instanceof Float) return Double.parseDouble(v.toString());
+        if (v instanceof Double || v instanceof Integer || v instanceof Long) return ((Number) v).doubleValue();
+        if (v instanceof String) {
+            try {
+                return Double.parseDouble(((String) v).trim());
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException(key + " must be a number, got '" + v + "'");
+            }
+        }
+        throw new IllegalArgumentException(key + " must be a number (--ef " + key + " S), got " + v);
     }
 
     /** An int extra: {@code --ei} gives an Integer, {@code --es}/{@code --el} a String/Long; all are accepted. */
@@ -104,6 +145,6 @@ public final class BenchmarkRequest {
     @Override
     public String toString() {
         return "BenchmarkRequest(bundle=" + bundleDir + ", runtime=" + runtime + ", runs=" + runs + ", warmup=" + warmup
-                + ", threads=" + threads + ", report=" + report + ")";
+                + ", threads=" + threads + ", minSeconds=" + minSeconds + ", minBlocks=" + minBlocks + ", report=" + report + ")";
     }
 }

@@ -63,6 +63,7 @@ public final class LatencyReport {
         settings.put("warmup", (long) s.warmup);
         settings.put("runs", (long) s.runs);
         settings.put("min_seconds", s.minSeconds);
+        settings.put("min_blocks", (long) s.minBlocks);
         settings.put("timeout_s", null);
         settings.put("work_factor", 1L);
         settings.put("runtimes", new ArrayList<Object>(runtimes));

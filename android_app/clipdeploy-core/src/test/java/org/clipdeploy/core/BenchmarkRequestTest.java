@@ -44,7 +44,12 @@ public class BenchmarkRequestTest {
         assertEquals(50, a.runs);
         assertEquals(10, a.warmup);
         assertEquals(0, a.threads);
+        assertEquals(2.0, a.minSeconds, 0);
+        assertEquals(8, a.minBlocks);
         assertEquals(defaultReport, a.report);
+        BenchmarkSettings s = a.settings();
+        assertEquals(2.0, s.minSeconds, 0);
+        assertEquals(8, s.minBlocks);
         // no bundle extra: the first bundle found on the device
         assertEquals(new File("/found"), BenchmarkRequest.parse(Collections.<String, Object>emptyMap(), defaultReport,
                 new File("/found")).bundleDir);
@@ -58,6 +63,29 @@ public class BenchmarkRequestTest {
     }
 
     @Test
+    public void minSecondsAndMinBlocksExtras() {
+        // --ef min_seconds 0.5 --ei min_blocks 3
+        BenchmarkRequest a = BenchmarkRequest.parse(extras("bundle", "/b", "min_seconds", 0.5f, "min_blocks", 3), defaultReport, null);
+        assertEquals(0.5, a.minSeconds, 0);
+        assertEquals(3, a.minBlocks);
+        BenchmarkSettings s = a.settings();
+        assertEquals(0.5, s.minSeconds, 0);
+        assertEquals(3, s.minBlocks);
+        s.validate();
+        // a float extra keeps its decimal value (0.1f is not 0.10000000149011612 in the report)
+        assertEquals(0.1, BenchmarkRequest.parse(extras("bundle", "/b", "min_seconds", 0.1f), defaultReport, null).minSeconds, 0);
+        // --ed, --ei, --el and --es work too; 0 seconds and 1 block are the smallest
+        assertEquals(3.0, BenchmarkRequest.parse(extras("bundle", "/b", "min_seconds", 3.0), defaultReport, null).minSeconds, 0);
+        assertEquals(0.0, BenchmarkRequest.parse(extras("bundle", "/b", "min_seconds", 0), defaultReport, null).minSeconds, 0);
+        assertEquals(4.0, BenchmarkRequest.parse(extras("bundle", "/b", "min_seconds", 4L), defaultReport, null).minSeconds, 0);
+        BenchmarkRequest c = BenchmarkRequest.parse(extras("bundle", "/b", "min_seconds", " 1.5 ", "min_blocks", "1"), defaultReport, null);
+        assertEquals(1.5, c.minSeconds, 0);
+        assertEquals(1, c.minBlocks);
+        assertEquals(12, BenchmarkRequest.parse(extras("bundle", "/b", "min_blocks", 12L), defaultReport, null).minBlocks);
+        assertTrue(c.toString(), c.toString().contains("minSeconds=1.5, minBlocks=1"));
+    }
+
+    @Test
     public void badExtrasAreOneLineErrors() {
         Object[][] cases = {
             {extras(), "no bundle"},
@@ -68,6 +96,14 @@ public class BenchmarkRequestTest {
             {extras("bundle", "/b", "runs", "many"), "runs must be an integer"},
             {extras("bundle", "/b", "runs", 1L << 40), "out of range"},
             {extras("bundle", "/b", "runs", 1.5), "--ei runs N"},
+            {extras("bundle", "/b", "min_seconds", -0.5f), "min_seconds must be 0 or more, got -0.5"},
+            {extras("bundle", "/b", "min_seconds", "soon"), "min_seconds must be a number, got 'soon'"},
+            {extras("bundle", "/b", "min_seconds", "NaN"), "min_seconds must be a finite number"},
+            {extras("bundle", "/b", "min_seconds", Double.POSITIVE_INFINITY), "min_seconds must be a finite number"},
+            {extras("bundle", "/b", "min_seconds", true), "--ef min_seconds S"},
+            {extras("bundle", "/b", "min_blocks", 0), "min_blocks must be at least 1, got 0"},
+            {extras("bundle", "/b", "min_blocks", "eight"), "min_blocks must be an integer"},
+            {extras("bundle", "/b", "min_blocks", 2.5f), "--ei min_blocks N"},
         };
         for (Object[] c : cases) {
             @SuppressWarnings("unchecked")
