@@ -1,15 +1,23 @@
-"""Every runtime and precision of MobileCLIP S0/S1/S2/B, image and text, at 1 and 2 threads.
+"""Every runtime and precision of MobileCLIP S0/S1/S2/B, image and text, at 1 and 2 threads, on an idle
+machine and (``--busy``) beside a busy process pinned to one core.
 
     .venv/bin/python benchmarks/runtimes.py [--models s0 s1 s2 b] [--threads 1 2] [--precision int8]
-                                            [--runs 20] [--bundles out/bench] [--reuse] [--json OUT]
+                                            [--busy] [--processes 3] [--min-seconds 2] [--runtime ...]
+                                            [--bundles out/bench] [--reuse] [--json OUT]
 
 For each model a bundle (ONNX + ExecuTorch XNNPACK, seeded weights; with ``--precision int8`` the int8
 variants next to fp32) is exported with ``clip-export`` unless ``--reuse`` finds it, then measured
-with ``clip-latency run`` (each artifact in its own worker process; the PyTorch eager reference too)
-at each thread count. Columns: median ms, achieved GFLOP/s (FLOPs of one inference from
-``torch.utils.flop_counter`` on the reparameterized module / median), its fraction of this machine's
-fp32 GEMM peak at that thread count (best of torch.mm and ONNX Runtime MatMul on 2048x2048, measured
-in the same run), artifact size. Markdown to stdout, everything as JSON with ``--json``.
+with ``clip-latency run`` at each thread count: every artifact × runtime in ``--processes`` fresh
+worker processes, one at a time, round-robin (each runtime alone in its process: an ONNX Runtime
+session's spinning pool never runs beside XNNPACK). With ``--busy`` each measurement is repeated with a
+second process spinning on one core (``sched_setaffinity``) for the whole run: phones have big and
+little cores and background apps, so robustness to a busy core is a property users need.
+
+Columns: process-level median (mean of the workers' median blocks) and the spread of the workers'
+medians, achieved GFLOP/s, its fraction of this machine's fp32 GEMM peak at that thread count (best of
+torch.mm and ONNX Runtime MatMul on 2048x2048, measured before the runs), artifact size; then XNNPACK ÷
+ONNX Runtime per model/encoder/threads/condition with a hierarchical-bootstrap CI. Markdown to stdout,
+everything as JSON with ``--json``. Run it on an otherwise idle machine.
 """
 import argparse
 import json
@@ -78,75 +86,121 @@ def export(model: str, out: Path, precision, reuse: bool) -> dict:
     return json.loads(manifest.read_text())
 
 
-def measure(bundle: Path, threads: int, runs: int) -> dict:
+def busy_sibling(core: int) -> subprocess.Popen:
+    code = (f"import os; os.sched_setaffinity(0, {{{core}}})\n"
+            "x = 0\nwhile True:\n    x = (x * 1103515245 + 12345) % 2147483648\n")
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def measure(bundle: Path, threads: int, args, busy: bool) -> dict:
     with tempfile.TemporaryDirectory() as d:
         rep = Path(d) / "r.json"
-        cmd = [_bin("clip-latency"), "run", str(bundle), "--threads", str(threads), "--runs", str(runs),
-               "--warmup", "5", "--json", str(rep), "--quiet", "--timeout", "1800"]
-        print(f"[latency] {bundle.name} threads {threads}", file=sys.stderr, flush=True)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        cmd = [_bin("clip-latency"), "run", str(bundle), "--threads", str(threads), "--processes",
+               str(args.processes), "--max-processes", str(args.processes), "--min-seconds",
+               str(args.min_seconds), "--min-blocks", str(args.min_blocks), "--json", str(rep), "--quiet",
+               "--timeout", "1800"] + sum((["--runtime", r] for r in args.runtime), [])
+        print(f"[latency] {bundle.name} threads {threads}{' busy core' if busy else ''}", file=sys.stderr,
+              flush=True)
+        sib = busy_sibling(args.busy_core) if busy else None
+        try:
+            if sib:
+                time.sleep(1.0)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        finally:
+            if sib:
+                sib.kill()
+                sib.wait()
         return json.loads(rep.read_text())
 
 
+def _proc_values(rec):
+    from clipdeploy.latency.stability import block_medians
+    return [block_medians(w["samples_ms"], w["block_ends"]) for w in rec["steady"]["workers"]]
+
+
 def main(argv=None) -> int:
+    from clipdeploy.latency.stats import hierarchical_bootstrap, side_value
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--precision", choices=["int8"], help="also export and measure int8 variants")
-    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--busy", action="store_true", help="also measure beside a process spinning on one core")
+    p.add_argument("--busy-only", action="store_true", help="only the busy-core condition")
+    p.add_argument("--busy-core", type=int, default=1)
+    p.add_argument("--processes", type=int, default=3)
+    p.add_argument("--min-seconds", type=float, default=2.0)
+    p.add_argument("--min-blocks", type=int, default=8)
+    p.add_argument("--runtime", action="append", default=[], help="only these runtimes (default all)")
     p.add_argument("--bundles", default="out/bench", help="where bundles are written / reused")
     p.add_argument("--reuse", action="store_true", help="reuse bundles already under --bundles")
     p.add_argument("--json", help="write all figures here")
     args = p.parse_args(argv)
 
     peaks = {t: gemm_peak(t) for t in args.threads}
-    rows = []
+    conditions = ([] if args.busy_only else [False]) + ([True] if args.busy or args.busy_only else [])
+    rows, recs = [], {}
     for key in args.models:
         model = MODELS[key]
         out = Path(args.bundles) / (model + (f"_{args.precision}" if args.precision else ""))
         manifest = export(model, out, args.precision, args.reuse)
         sizes = {a["path"]: a["size_bytes"] for a in manifest["artifacts"]}
-        for t in args.threads:
-            rep = measure(out, t, args.runs)
-            for r in rep["records"]:
-                if r["status"] != "ok":
-                    continue
-                med = r["steady"]["stats"]["median"]
-                gf = r.get("achieved_gflops")
-                rows.append({"model": model, "encoder": r["encoder"], "runtime": r["runtime"],
-                             "precision": r["precision"], "artifact": r["artifact"], "threads": t,
-                             "median_ms": med, "p90_ms": r["steady"]["stats"]["p90"],
-                             "gflop": (r.get("flops") or 0) / 1e9, "achieved_gflops": gf,
-                             "fraction_of_peak": gf / peaks[t]["peak_gflops"] if gf else None,
-                             "size_bytes": sizes.get(r["artifact"]),
-                             "calibration_ms": (rep.get("calibration") or {}).get("median_ms")})
+        for busy in conditions:
+            cond = "busy core" if busy else "idle"
+            for t in args.threads:
+                rep = measure(out, t, args, busy)
+                for r in rep["records"]:
+                    if r["status"] != "ok":
+                        continue
+                    vals = _proc_values(r)
+                    med = side_value(vals)
+                    wmeds = [w["median_ms"] for w in r["steady"]["workers"]]
+                    gf = (r.get("flops") or 0) / (med / 1e3) / 1e9 if r.get("flops") else None
+                    recs[(model, r["encoder"], t, cond, r["runtime"], r["precision"])] = vals
+                    rows.append({"model": model, "encoder": r["encoder"], "runtime": r["runtime"],
+                                 "precision": r["precision"], "artifact": r["artifact"], "threads": t,
+                                 "condition": cond, "median_ms": med, "worker_medians_ms": wmeds,
+                                 "status": r["steady"]["processes"]["status"],
+                                 "other_cpu": [(w["contention"] or {}).get("other_cpu") for w in r["steady"]["workers"]],
+                                 "threads_used": [(w["contention"] or {}).get("threads_used")
+                                                  for w in r["steady"]["workers"]],
+                                 "gflop": (r.get("flops") or 0) / 1e9, "achieved_gflops": gf,
+                                 "fraction_of_peak": gf / peaks[t]["peak_gflops"] if gf else None,
+                                 "size_bytes": sizes.get(r["artifact"])})
     print("GEMM peak (2048^3 fp32): " + "; ".join(
         f"{t} thread(s) torch.mm {v['torch_mm_gflops']:.0f}, onnxruntime {v['onnxruntime_matmul_gflops']:.0f} "
         f"GFLOP/s" for t, v in peaks.items()))
     print()
-    print("| model | encoder | runtime | precision | threads | median ms | GFLOP/s | of peak | size MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | encoder | condition | threads | runtime | precision | median ms | worker medians | GFLOP/s | of peak | size MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     order = {"onnxruntime": 0, "executorch": 1, "torch": 2}
-    for r in sorted(rows, key=lambda r: (r["model"], r["encoder"], r["threads"], order.get(r["runtime"], 9),
-                                         r["precision"])):
-        print(f"| {r['model']} | {r['encoder']} | {r['runtime']} | {r['precision']} | {r['threads']} | "
-              f"{r['median_ms']:.1f} | {r['achieved_gflops'] or 0:.0f} | "
-              f"{(r['fraction_of_peak'] or 0) * 100:.0f}% | "
+    for r in sorted(rows, key=lambda r: (r["model"], r["encoder"], r["condition"], r["threads"],
+                                         order.get(r["runtime"], 9), r["precision"])):
+        print(f"| {r['model']} | {r['encoder']} | {r['condition']} | {r['threads']} | {r['runtime']} | "
+              f"{r['precision']} | {r['median_ms']:.1f} | "
+              f"{'–'.join(f'{x:.1f}' for x in (min(r['worker_medians_ms']), max(r['worker_medians_ms'])))} | "
+              f"{r['achieved_gflops'] or 0:.0f} | {(r['fraction_of_peak'] or 0) * 100:.0f}% | "
               f"{(r['size_bytes'] or 0) / 2 ** 20:.1f} |")
-    # XNNPACK vs ONNX Runtime, fp32, per model/encoder/threads
     print()
-    print("| model | encoder | threads | ExecuTorch XNNPACK / ONNX Runtime (fp32 medians) |")
-    print("|---|---|---|---|")
-    idx = {(r["model"], r["encoder"], r["threads"], r["runtime"], r["precision"]): r for r in rows}
+    print("| model | encoder | condition | threads | ONNX Runtime ms | XNNPACK ms | XNNPACK / ORT (95% CI) | eager torch ms |")
+    print("|---|---|---|---|---|---|---|---|")
     ratios = []
-    for (m, e, t, rt, pr), r in sorted(idx.items()):
-        if rt == "executorch" and pr == "fp32" and (m, e, t, "onnxruntime", "fp32") in idx:
-            ratio = r["median_ms"] / idx[(m, e, t, "onnxruntime", "fp32")]["median_ms"]
-            ratios.append({"model": m, "encoder": e, "threads": t, "xnnpack_over_ort": ratio})
-            print(f"| {m} | {e} | {t} | {ratio:.2f}x |")
+    for (m, e, t, cond, rt, pr), vals in sorted(recs.items()):
+        if rt == "executorch" and pr == "fp32" and (m, e, t, cond, "onnxruntime", "fp32") in recs:
+            ort = recs[(m, e, t, cond, "onnxruntime", "fp32")]
+            b = hierarchical_bootstrap(ort, vals)
+            torch_v = recs.get((m, e, t, cond, "torch", "fp32"))
+            ratios.append({"model": m, "encoder": e, "threads": t, "condition": cond,
+                           "onnxruntime_ms": side_value(ort), "xnnpack_ms": side_value(vals),
+                           "torch_ms": side_value(torch_v) if torch_v else None,
+                           "xnnpack_over_ort": b["ratio"], "ci": [b["ci_low"], b["ci_high"]]})
+            print(f"| {m} | {e} | {cond} | {t} | {side_value(ort):.1f} | {side_value(vals):.1f} | "
+                  f"{b['ratio']:.2f}× ({b['ci_low']:.2f}–{b['ci_high']:.2f}) | "
+                  f"{side_value(torch_v) if torch_v else float('nan'):.1f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"gemm_peak": peaks, "rows": rows, "xnnpack_vs_ort": ratios},
-                                              indent=2))
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"gemm_peak": peaks, "rows": rows, "xnnpack_vs_ort": ratios,
+                                               "settings": vars(args)}, indent=2))
     return 0
 
 

@@ -100,6 +100,9 @@ def _parser():
     i = sub.add_parser("ingest", help="validate, normalize and store reports from the apps")
     i.add_argument("reports", nargs="+")
     i.add_argument("--into", metavar="DIR", help="store normalized reports under DIR/<model>/")
+    i.add_argument("--merge", action="store_true",
+                   help="the reports are launches of one benchmark (an app run once per process): merge them "
+                        "into one report with a worker per launch, as `compare` needs")
 
     a = sub.add_parser("android", help="run the Android app's benchmark activity over adb")
     a.add_argument("bundle")
@@ -259,9 +262,19 @@ def cmd_report(args) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from .ingest import ingest_one
+    from .ingest import ingest_merged, ingest_one
     from .report import ReportError, header_lines, table
 
+    if args.merge:
+        try:
+            rep, dest = ingest_merged(args.reports, args.into)
+        except ReportError as e:
+            return _err(str(e))
+        ok = sum(r["status"] == "ok" for r in rep["records"])
+        print(f"merged {len(args.reports)} launches: {rep['bundle']['model']}, {rep['source']}, "
+              f"{ok}/{len(rep['records'])} records ok" + (f" -> {dest}" if dest else ""))
+        print(table(rep))
+        return 0
     rejected = 0
     for p in args.reports:
         try:

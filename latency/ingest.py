@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from .report import dump_report, load_report, normalize_report, now_iso
+from .report import dump_report, load_report, merge_process_reports, normalize_report, now_iso
 
 
 def _safe(s) -> str:
@@ -25,6 +25,19 @@ def ingest_one(path, into: Optional[str] = None) -> tuple:
     Returns ``(normalized report, stored path or None)``; raises ReportError."""
     rep = normalize_report(load_report(path))
     rep["ingested"] = {"at": now_iso(), "from": str(path)}
+    dest = None
+    if into:
+        dest = Path(into) / _safe(rep["bundle"]["model"]) / stored_name(rep)
+        dump_report(rep, dest)
+    return rep, dest
+
+
+def ingest_merged(paths, into: Optional[str] = None) -> tuple:
+    """Several single-process reports of one bundle (one app launch each) validated, merged into one
+    report with a worker per launch (:func:`merge_process_reports`), normalized and stored like
+    :func:`ingest_one`. Raises ReportError."""
+    rep = normalize_report(merge_process_reports([load_report(p) for p in paths]))
+    rep["ingested"] = {"at": now_iso(), "from": ", ".join(str(p) for p in paths)}
     dest = None
     if into:
         dest = Path(into) / _safe(rep["bundle"]["model"]) / stored_name(rep)

@@ -194,3 +194,26 @@ def test_app_processes_merge_into_workers():
         other = json.loads(json.dumps(reps[0]))
         other["bundle"]["model"] = "mobileclip_s1"
         merge_process_reports([reps[0], other])
+
+
+def test_ingest_merge_cli(tmp_path, capsys):
+    paths = []
+    for k in range(3):
+        r = json.loads(SAMPLE.read_text())
+        for rec in r["records"]:
+            if rec["status"] == "ok":
+                rec["steady"]["samples_ms"] = rec["steady"]["samples_ms"] * 4
+                rec["steady"]["block_ends"] = [5, 10, 15, 20]
+                rec["steady"]["stats"] = summarize(rec["steady"]["samples_ms"])
+        paths.append(tmp_path / f"launch{k}.json")
+        dump_report(r, paths[-1])
+    assert main(["ingest", *map(str, paths), "--merge", "--into", str(tmp_path / "store")]) == 0
+    assert "merged 3 launches" in capsys.readouterr().out
+    stored = list((tmp_path / "store" / "mobileclip_s0").glob("*.json"))
+    assert len(stored) == 1
+    rep = validate_report(json.loads(stored[0].read_text()))
+    assert all(len(r["steady"]["workers"]) == 3 for r in rep["records"] if r["status"] == "ok")
+    (tmp_path / "bad.json").write_text("{")
+    assert main(["ingest", str(paths[0]), str(tmp_path / "bad.json"), "--merge"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "not JSON" in err[0]
