@@ -10,7 +10,8 @@ idle machine, in the order A0, W0, A1, W1, … A<pairs>:
 * **A/A**: ``compare(A_i, A_i+1)`` for every consecutive pair of unchanged runs — every REGRESSION (or
   PARITY / FAILED) verdict is a false alarm (goal: none);
 * **detection**: ``compare(A_i, W_i)``, W_i measured with ``--work-factor`` (default 1.2: one extra
-  inference every fifth sample, a genuine +20 %) — a pair is caught when every record is REGRESSION;
+  inference every fifth sample, a genuine +20 %) — a pair is caught when every record is REGRESSION
+  (``--w-every 2``: a W run after every second A run, compared with the A runs on both sides of it);
 * **busy sibling** (``--busy``): one more run with a process spinning on one core (pinned with
   ``sched_setaffinity``) for the whole run, compared with the last A run — it must say contended (or
   otherwise not REGRESSION).
@@ -77,6 +78,10 @@ def main(argv=None) -> int:
     p.add_argument("bundle")
     p.add_argument("--pairs", type=int, default=20)
     p.add_argument("--work-factor", type=float, default=1.2)
+    p.add_argument("--w-every", type=int, default=1, choices=[1, 2],
+                   help="a slowed run after every unchanged run (1, default: detection pairs (A_i, W_i)) or after "
+                        "every second one (2: each slowed run compared with the unchanged runs before and after "
+                        "it, half the runs for the same number of detection pairs)")
     p.add_argument("--busy", action="store_true", help="also a run beside a busy process on one core")
     p.add_argument("--busy-core", type=int, default=1)
     p.add_argument("--run-args", default="", help="extra clip-latency run flags (default: none)")
@@ -91,15 +96,18 @@ def main(argv=None) -> int:
     def log(msg):
         print(f"[{time.perf_counter() - t0:6.0f}s] {msg}", flush=True)
 
+    det_pairs = []                                   # (index into A, index into W)
     for i in range(args.pairs + 1):
         rep, s = run(args.bundle, out / f"A{i:02d}.json", extra)
         A.append(rep)
         secs.append(s)
         log(f"A{i:02d} {s:.0f}s: {_meds(rep)}")
-        if i < args.pairs:
-            rep, s = run(args.bundle, out / f"W{i:02d}.json", extra + ["--work-factor", f"{args.work_factor:g}"])
+        if i < args.pairs and i % args.w_every == 0:
+            rep, s = run(args.bundle, out / f"W{len(W):02d}.json", extra + ["--work-factor", f"{args.work_factor:g}"])
             W.append(rep)
-            log(f"W{i:02d} {s:.0f}s: {_meds(rep)}")
+            log(f"W{len(W) - 1:02d} {s:.0f}s: {_meds(rep)}")
+            # the slowed run against the unchanged run before it, and (every second one) after it
+            det_pairs += [(i, len(W) - 1)] + ([(i + 1, len(W) - 1)] if args.w_every > 1 else [])
 
     summary = {"bundle": args.bundle, "pairs": args.pairs, "work_factor": args.work_factor,
                "run_args": extra, "run_seconds": secs, "aa": [], "detection": [], "busy": None}
@@ -118,18 +126,21 @@ def main(argv=None) -> int:
             raw_logs.append(math.log(r["ratio"]))
             if n.get("normalized"):
                 norm_logs.append(math.log(n["ratio"]))
-        det = compare_reports(A[i], W[i])
+        for r in _rows(aa):
+            log(f"pair {i:2d}   A/A {r['artifact']} @ {r['runtime']}: ratio {r['ratio']:.3f} CI "
+                f"{r['ci_low']:.3f}-{r['ci_high']:.3f} (raw medians {r['raw_ratio']:.3f}) {r['verdict']} {r['why']}")
+        summary["aa"].append([{k: r[k] for k in ("artifact", "runtime", "ratio", "ci_low", "ci_high",
+                                                 "raw_ratio", "verdict", "why")} for r in aa["rows"]])
+    for i, (ai, wi) in enumerate(det_pairs):
+        det = compare_reports(A[ai], W[wi])
         drows = _rows(det)
         hits = [r for r in drows if "REGRESSION" in r["verdict"]]
         det_records += len(drows)
         det_caught += len(hits)
         caught_pairs += bool(drows) and len(hits) == len(drows)
-        for kind, res in (("A/A", aa), (f"x{args.work_factor:g}", det)):
-            for r in _rows(res):
-                log(f"pair {i:2d} {kind:>5} {r['artifact']} @ {r['runtime']}: ratio {r['ratio']:.3f} CI "
-                    f"{r['ci_low']:.3f}-{r['ci_high']:.3f} (raw medians {r['raw_ratio']:.3f}) {r['verdict']}")
-        summary["aa"].append([{k: r[k] for k in ("artifact", "runtime", "ratio", "ci_low", "ci_high",
-                                                 "raw_ratio", "verdict", "why")} for r in aa["rows"]])
+        for r in drows:
+            log(f"det {i:2d} (A{ai:02d}, W{wi:02d}) {r['artifact']} @ {r['runtime']}: ratio {r['ratio']:.3f} CI "
+                f"{r['ci_low']:.3f}-{r['ci_high']:.3f} (raw medians {r['raw_ratio']:.3f}) {r['verdict']} {r['why']}")
         summary["detection"].append([{k: r[k] for k in ("artifact", "runtime", "ratio", "ci_low", "ci_high",
                                                         "raw_ratio", "verdict", "why")} for r in det["rows"]])
 
@@ -167,7 +178,8 @@ def main(argv=None) -> int:
     cal = summary["calibration"]
     print(f"A/A: {false_alarm_pairs}/{args.pairs} pairs with a false alarm ({false_alarms}/{aa_records} records; "
           f"{aa_inconclusive} inconclusive)")
-    print(f"x{args.work_factor:g}: caught in {caught_pairs}/{args.pairs} pairs ({det_caught}/{det_records} records)")
+    print(f"x{args.work_factor:g}: caught in {caught_pairs}/{len(det_pairs)} pairs ({det_caught}/{det_records} records; "
+          f"{len(W)} slowed runs)")
     print(f"A/A spread of process-level ratios: raw sd {cal['raw_log_ratio']['sd_pct']:.2f} %, max "
           f"{cal['raw_log_ratio']['max_abs_pct']:.2f} %; calibration-normalized sd "
           f"{(cal['normalized_log_ratio']['sd_pct'] or float('nan')):.2f} %, max "
@@ -178,7 +190,9 @@ def main(argv=None) -> int:
                           for v in summary["busy"]["verdicts"] if v["ratio"] is not None))
     print(f"a default run took {summary['median_run_seconds']:.0f} s (median); all {summary['total_seconds']:.0f} s; "
           f"details in {out / 'summary.json'}")
-    ok = false_alarm_pairs == 0 and caught_pairs >= math.ceil(0.95 * args.pairs)
+    summary["detection_pairs"] = len(det_pairs)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    ok = false_alarm_pairs == 0 and caught_pairs >= math.ceil(0.95 * len(det_pairs))
     return 0 if ok else 1
 
 
