@@ -82,9 +82,8 @@ def _parser():
     c.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--confidence", type=float, default=0.95)
-    c.add_argument("--normalize", action="store_true",
-                   help="divide each process's figures by its calibration workload (default off: it did "
-                        "not narrow the A/A spread on the build machine, docs/latency.md)")
+    c.add_argument("--no-normalize", action="store_true",
+                   help="compare raw figures: do not divide each process by its own calibration workload")
     c.add_argument("--json", metavar="OUT", help="write the comparison as JSON here")
     c.add_argument("--markdown", action="store_true", help="print the table as markdown")
 
@@ -198,7 +197,7 @@ def cmd_compare(args) -> int:
             return _err("--confidence must be in (0, 1) and --bootstrap >= 100")
         base, cur = load_report(args.baseline), load_report(args.current)
         res = compare_reports(base, cur, thr, args.min_cosine, args.bootstrap, args.seed,
-                              args.confidence, normalize=args.normalize)
+                              args.confidence, normalize=not args.no_normalize)
     except ReportError as e:
         return _err(str(e))
     print(format_table(res, markdown=args.markdown))

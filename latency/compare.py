@@ -18,9 +18,11 @@ Records are matched by (model, artifact, runtime). For each pair measured in bot
   agreement lower than the baseline's, is a **parity** regression (whatever the latency data).
 * a record that ran in the baseline but failed (error/timeout) in the current run is **failed**.
 
-``normalize=True`` (``--normalize``) divides each process's block medians by the calibration workload
-measured in that process; it is off by default because on the build machine it did not narrow the A/A
-spread (docs/latency.md).
+``normalize=True`` (the default; ``--no-normalize`` turns it off) divides each process's block medians by
+the median of the calibration workload measured in that process, before, between the blocks of and
+after its steady state: on the build machine one core's speed drifts by up to 2× within seconds with
+nothing visible from the guest, and the calibration follows it (docs/latency.md). Where only one side
+has calibration samples both are compared raw.
 
 Verdicts: ``ok``, ``faster`` (ratio below ``1 - max_slowdown``, CI below 1), ``slower?`` (ratio above
 the threshold but the CI includes 1: not a failure), ``REGRESSION``, ``PARITY``, ``FAILED``, and the
@@ -96,7 +98,7 @@ def _describe(vals: list) -> str:
 
 def compare_reports(baseline: dict, current: dict, max_slowdown: float = 0.10,
                     min_cosine: float = 0.9999, n_boot: int = 2000, seed: int = 0,
-                    confidence: float = 0.95, normalize: bool = False) -> dict:
+                    confidence: float = 0.95, normalize: bool = True) -> dict:
     """Compare two valid reports; raises :class:`CompareInputError` when nothing can be compared."""
     b_recs = {_key(r): r for r in baseline["records"]}
     c_recs = {_key(r): r for r in current["records"]}

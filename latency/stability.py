@@ -15,7 +15,8 @@ In the parent (:func:`assess`): a worker is **contended** when another process u
 ``CONTENDED_OTHER_CPU`` cores, steal exceeded ``CONTENDED_STEAL`` or CPU pressure ``CONTENDED_PSI``;
 **bimodal** when its block medians split into two groups more than ``BIMODAL_GAP`` apart (each with at
 least two blocks and a fifth of them); an **outlier** when its median is more than ``OUTLIER`` off the
-median of its siblings' medians. Accepted workers are the others; the harness runs more workers while a
+median of its siblings' medians (both divided by each worker's own calibration, which follows the
+core's speed in the same seconds). Accepted workers are the others; the harness runs more workers while a
 record has fewer than it asked for (up to ``--max-processes``).
 """
 from __future__ import annotations
@@ -179,10 +180,17 @@ def is_bimodal(values: Sequence[float]) -> bool:
     return False
 
 
+def speed_normalized(w: dict) -> Optional[float]:
+    """A worker's median over the median of its own calibration samples (None without them)."""
+    c = w.get("calibration_ms")
+    return w["median_ms"] / float(np.median(c)) if c else None
+
+
 def assess(workers: list) -> list:
     """Fill each worker's ``flags`` (list of strings: ``contended: …``, ``bimodal``, ``outlier …``) and
     ``accepted`` in place; returns the accepted workers. Outliers are judged among the workers that are
-    neither contended nor bimodal, against the median of their medians (needs >= 3 of them)."""
+    neither contended nor bimodal, against the median of their medians (needs >= 3 of them), each
+    divided by the worker's calibration when every one has it."""
     for w in workers:
         flags = [f"contended: {', '.join(c)}" for c in [contention_flags(w.get("contention"))] if c]
         if is_bimodal(block_medians(w["samples_ms"], w.get("block_ends"))):
@@ -190,9 +198,12 @@ def assess(workers: list) -> list:
         w["flags"] = flags
     clean = [w for w in workers if not w["flags"]]
     if len(clean) >= 3:
-        center = float(np.median([w["median_ms"] for w in clean]))
-        for w in clean:
-            r = w["median_ms"] / center
+        speed = [speed_normalized(w) for w in clean]
+        if any(v is None for v in speed):
+            speed = [w["median_ms"] for w in clean]
+        center = float(np.median(speed))
+        for w, v in zip(clean, speed):
+            r = v / center
             if r > OUTLIER or r < 1 / OUTLIER:
                 w["flags"].append(f"outlier: median x{r:.2f} of its siblings'")
     for w in workers:

@@ -7,8 +7,8 @@ order: ``import`` (the runtime's libraries), ``configure`` (threads, before anyt
 ``cold_load`` (first load in the process), ``first_inference`` (first call on that handle), the first
 handle is released, ``warm_load`` (second load), ``steady`` (``warmup`` untimed calls, a calibration
 block, timed calls in blocks until ``runs`` samples, ``min_seconds`` of timed work and ``min_blocks``
-blocks are reached, with the machine's contention probed over them (:mod:`.stability`), a second
-calibration block), ``parity`` (the probe set through the artifact vs the bundle's reference
+blocks are reached — after each block a few calibration samples — with the machine's contention
+probed over them (:mod:`.stability`), a last calibration block), ``parity`` (the probe set through the artifact vs the bundle's reference
 embeddings), ``flops`` (torch only).
 
 Progress goes to stderr as lines ``@@clipdeploy-latency {json}`` (the parent filters them); the result is
@@ -145,7 +145,7 @@ def measure(job: dict, res: dict) -> dict:
         rt.infer(h, x)
     cal = None
     if job.get("calibration", True):
-        from .calibration import RECORD_BLOCK, Workload
+        from .calibration import INTERLEAVED, RECORD_BLOCK, Workload
         cal = Workload()
         cal_pre = cal.block(RECORD_BLOCK)
     phase("steady", runs=runs, min_seconds=min_s)
@@ -155,7 +155,7 @@ def measure(job: dict, res: dict) -> dict:
     # floor(i*f) - floor((i-1)*f) inferences in sample i (1.2: one extra call every fifth sample).
     from .stability import BLOCK_MIN_SAMPLES, BLOCK_SECONDS, ContentionProbe
     schedule = work_schedule(work)
-    samples, block_ends = [], []
+    samples, block_ends, cal_inter = [], [], []
     total, block_t, block_n, calls = 0.0, 0.0, 0, 0
     perf_ns = time.perf_counter_ns
     infer = rt.infer
@@ -174,6 +174,8 @@ def measure(job: dict, res: dict) -> dict:
         if block_t >= BLOCK_SECONDS and block_n >= BLOCK_MIN_SAMPLES:
             block_ends.append(len(samples))
             block_t, block_n = 0.0, 0
+            if cal is not None:                          # the machine's speed in the same seconds
+                cal_inter += cal.block(INTERLEAVED, warmup=0)
         if len(samples) % 10 == 0:
             _event(phase="steady", done=len(samples), runs=runs)
     if block_n:                                          # the last, partial block
@@ -187,7 +189,7 @@ def measure(job: dict, res: dict) -> dict:
     res["inferences"] = calls
     if cal is not None:
         cal_post = cal.block(RECORD_BLOCK, warmup=0)
-        res["calibration_blocks"] = [cal_pre, cal_post]
+        res["calibration_blocks"] = [cal_pre, cal_inter, cal_post]
 
     phase("parity")
     got = rt.embed(h, inputs)

@@ -217,3 +217,27 @@ def test_ingest_merge_cli(tmp_path, capsys):
     assert main(["ingest", str(paths[0]), str(tmp_path / "bad.json"), "--merge"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "not JSON" in err[0]
+
+
+def test_calibration_follows_a_drifting_core():
+    """Processes that ran on a core 1.0-1.6x slower, their calibration slower alike: divided by it, the
+    A/A comparison is ok and the outlier check does not fire; the raw figures cannot tell."""
+    rng = np.random.default_rng(7)
+
+    def rep(speeds, seed, extra=1.0):
+        r = _report({"et": [17.0 * s * extra for s in speeds]}, seed=seed)
+        for w, sp in zip(r["records"][0]["steady"]["workers"], speeds):
+            w["calibration_ms"] = list(0.6 * sp * rng.normal(1, 0.01, 80))
+        ws = r["records"][0]["steady"]["workers"]
+        assess(ws)
+        r["records"][0]["steady"]["processes"] = record_status(ws, 3)
+        return validate_report(r)
+
+    a, b = rep([1.0, 1.6, 1.1], 0), rep([1.5, 1.0, 1.05], 1)
+    assert all(w["accepted"] for w in a["records"][0]["steady"]["workers"])      # no outlier once divided
+    row = compare_reports(a, b)["rows"][0]
+    assert row["normalized"] and row["verdict"] == "ok" and abs(row["ratio"] - 1) < 0.02
+    raw = compare_reports(a, b, normalize=False)["rows"][0]
+    assert not raw["normalized"] and raw["ci_high"] - raw["ci_low"] > 5 * (row["ci_high"] - row["ci_low"])
+    slow = compare_reports(a, rep([1.5, 1.0, 1.05], 2, extra=1.2))["rows"][0]    # +20 % on top of the drift
+    assert slow["verdict"] == "REGRESSION" and slow["ratio"] == pytest.approx(1.2, abs=0.02)
