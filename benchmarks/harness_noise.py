@@ -1,7 +1,7 @@
 """How trustworthy is the latency gate on this machine, at the tool's defaults?
 
     .venv/bin/python benchmarks/harness_noise.py out/mobileclip_s0 [--pairs 20] [--work-factor 1.2]
-        [--busy] [--out out/harness_noise] [--run-args "..."]
+        [--w-every 1|2] [--busy] [--out out/harness_noise] [--run-args "..."] [--analyze]
 
 Every measurement is a real ``clip-latency run BUNDLE --json X`` subprocess with no other flags (plus
 ``--run-args`` if given, and ``--work-factor`` for the slowed runs), run one after another on an otherwise
@@ -86,6 +86,8 @@ def main(argv=None) -> int:
     p.add_argument("--busy-core", type=int, default=1)
     p.add_argument("--run-args", default="", help="extra clip-latency run flags (default: none)")
     p.add_argument("--out", default="out/harness_noise")
+    p.add_argument("--analyze", action="store_true",
+                   help="run nothing: compare the reports already under --out (A*.json, W*.json, busy.json)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +99,17 @@ def main(argv=None) -> int:
         print(f"[{time.perf_counter() - t0:6.0f}s] {msg}", flush=True)
 
     det_pairs = []                                   # (index into A, index into W)
-    for i in range(args.pairs + 1):
+    if args.analyze:
+        # the reports of an earlier (or interrupted) run under --out, in the order they were written
+        A = [load_report(p) for p in sorted(out.glob("A*.json"))]
+        W = [load_report(p) for p in sorted(out.glob("W*.json"))]
+        args.pairs = len(A) - 1
+        W = W[:args.pairs // args.w_every + 1]          # W_j came after A_(j * w_every)
+        for wi in range(len(W)):
+            i = wi * args.w_every
+            det_pairs += [(i, wi)] + ([(i + 1, wi)] if args.w_every > 1 and i + 1 < len(A) else [])
+        secs = [None] * len(A)
+    for i in range(0 if args.analyze else args.pairs + 1):
         rep, s = run(args.bundle, out / f"A{i:02d}.json", extra)
         A.append(rep)
         secs.append(s)
@@ -145,7 +157,9 @@ def main(argv=None) -> int:
         summary["detection"].append([{k: r[k] for k in ("artifact", "runtime", "ratio", "ci_low", "ci_high",
                                                         "raw_ratio", "verdict", "why")} for r in det["rows"]])
 
-    if args.busy:
+    if args.busy and args.analyze and (out / "busy.json").exists():
+        rep, s = load_report(out / "busy.json"), None
+    if args.busy and not args.analyze:
         sib = busy_sibling(args.busy_core)
         try:
             time.sleep(1.0)
@@ -153,7 +167,8 @@ def main(argv=None) -> int:
         finally:
             sib.kill()
             sib.wait()
-        log(f"busy {s:.0f}s: {_meds(rep)}")
+    if args.busy and (not args.analyze or (out / "busy.json").exists()):
+        log(f"busy: {_meds(rep)}")
         res = compare_reports(A[-1], rep)
         for r in _rows(res):
             log(f"busy pair {r['artifact']} @ {r['runtime']}: ratio {r['ratio']:.3f} CI {r['ci_low']:.3f}-"
@@ -174,7 +189,8 @@ def main(argv=None) -> int:
         "caught_pairs": caught_pairs, "detection_records": det_records, "detection_caught_records": det_caught,
         "calibration": {"raw_log_ratio": spread(raw_logs), "normalized_log_ratio": spread(norm_logs),
                         "raw_gate_false_alarm_records": raw_false},
-        "median_run_seconds": float(np.median(secs)), "total_seconds": time.perf_counter() - t0,
+        "median_run_seconds": float(np.median(secs)) if all(secs) else None,
+        "total_seconds": time.perf_counter() - t0,
     })
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     cal = summary["calibration"]
@@ -191,8 +207,9 @@ def main(argv=None) -> int:
         print(f"busy sibling on core {args.busy_core}: {summary['busy']['regressions']} REGRESSION verdicts; "
               + ", ".join(f"{v['artifact'].split('/')[0]}/{v['runtime']} {v['verdict']}"
                           for v in summary["busy"]["verdicts"] if v["ratio"] is not None))
-    print(f"a default run took {summary['median_run_seconds']:.0f} s (median); all {summary['total_seconds']:.0f} s; "
-          f"details in {out / 'summary.json'}")
+    if summary["median_run_seconds"]:
+        print(f"a default run took {summary['median_run_seconds']:.0f} s (median); all {summary['total_seconds']:.0f} s")
+    print(f"details in {out / 'summary.json'}")
     summary["detection_pairs"] = len(det_pairs)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     ok = false_alarm_pairs == 0 and caught_pairs >= math.ceil(0.95 * len(det_pairs))

@@ -13,7 +13,7 @@ session's spinning pool never runs beside XNNPACK). With ``--busy`` each measure
 second process spinning on one core (``sched_setaffinity``) for the whole run: phones have big and
 little cores and background apps, so robustness to a busy core is a property users need.
 
-Columns: process-level median (mean of the workers' median blocks) and the spread of the workers'
+Columns: process-level median (mean of the workers' median block means) and the spread of the workers'
 medians, achieved GFLOP/s, its fraction of this machine's fp32 GEMM peak at that thread count (best of
 torch.mm and ONNX Runtime MatMul on 2048x2048, measured before the runs), artifact size; then XNNPACK ÷
 ONNX Runtime per model/encoder/threads/condition with a hierarchical-bootstrap CI. Markdown to stdout,
@@ -114,8 +114,8 @@ def measure(bundle: Path, threads: int, args, busy: bool) -> dict:
 
 
 def _proc_values(rec):
-    from clipdeploy.latency.stability import block_medians
-    return [block_medians(w["samples_ms"], w["block_ends"]) for w in rec["steady"]["workers"]]
+    from clipdeploy.latency.stability import block_means
+    return [block_means(w["samples_ms"], w["block_ends"]) for w in rec["steady"]["workers"]]
 
 
 def main(argv=None) -> int:

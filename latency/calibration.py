@@ -8,7 +8,7 @@ written as a sliding-window tensordot), in NumPy on one thread (the workers run 
 ``OPENBLAS_NUM_THREADS=1``; the runtimes' own pools are unaffected). Fixed seed, ~0.5–1 ms per sample on
 the build machine.
 
-``compare`` divides each process's figure (the median of its block medians) by the median of that
+``compare`` divides each process's figure (the median of its block means) by the median of that
 process's calibration samples: on the 2-vCPU build machine the speed of one core drifts by up to 2×
 within seconds with no steal or other load visible from the guest, and the calibration measured in the
 same process and the same seconds follows it (docs/latency.md, "Does the calibration earn its place").

@@ -4,7 +4,7 @@ Records are matched by (model, artifact, runtime). For each pair measured in bot
 
 * latency, at the process level: each record's accepted worker processes (``steady.workers``; a report
   without them, such as an app's single-process report, counts as one process) each give their block
-  medians. The ratio is current / baseline of the mean over processes of each process's median block,
+  medians. The ratio is current / baseline of the mean over processes of each process's median block mean,
   with a seeded two-level percentile bootstrap (processes, then blocks within them:
   :func:`clipdeploy.latency.stats.hierarchical_bootstrap`), so the interval carries the
   process-to-process variance. A **REGRESSION** is a ratio above ``1 + max_slowdown`` whose CI lies
@@ -18,7 +18,7 @@ Records are matched by (model, artifact, runtime). For each pair measured in bot
   agreement lower than the baseline's, is a **parity** regression (whatever the latency data).
 * a record that ran in the baseline but failed (error/timeout) in the current run is **failed**.
 
-``normalize=True`` (the default; ``--no-normalize`` turns it off) divides each process's block medians by
+``normalize=True`` (the default; ``--no-normalize`` turns it off) divides each process's block means by
 the median of the calibration workload measured in that process, before, between the blocks of and
 after its steady state: on the build machine one core's speed drifts by up to 2× within seconds with
 nothing visible from the guest, and the calibration follows it (docs/latency.md). Where only one side
@@ -36,7 +36,7 @@ import numpy as np
 
 from .report import ReportError
 from .parity import QUANTIZED, THRESHOLDS
-from .stability import block_medians
+from .stability import block_means
 from .stats import hierarchical_bootstrap
 
 FAILING = ("REGRESSION", "PARITY", "FAILED")
@@ -74,7 +74,7 @@ def _cosine_bar(record: dict, min_cosine: float) -> float:
 
 
 def _processes(rec: dict, normalize: bool) -> tuple:
-    """``(block medians per accepted process, processes summary or None, calibrated)`` of an ok record.
+    """``(block means per accepted process, processes summary or None, calibrated)`` of an ok record.
     A record without ``steady.workers`` is one process (its ``block_ends``, else one block)."""
     st = rec["steady"]
     workers = st.get("workers")
@@ -83,7 +83,7 @@ def _processes(rec: dict, normalize: bool) -> tuple:
         workers = [{"samples_ms": st["samples_ms"], "block_ends": ends or [len(st["samples_ms"])],
                     "accepted": True, "calibration_ms": None}]
     use = [w for w in workers if w.get("accepted", True)] or workers
-    vals = [block_medians(w["samples_ms"], w["block_ends"]) for w in use]
+    vals = [block_means(w["samples_ms"], w["block_ends"]) for w in use]
     calibrated = normalize and all(w.get("calibration_ms") for w in use)
     if calibrated:
         vals = [v / float(np.median(w["calibration_ms"])) for v, w in zip(vals, use)]
@@ -228,7 +228,7 @@ def summary_lines(result: dict) -> list:
                      f"{cal['baseline_median_ms']:.3f} ms, current {cal['current_median_ms']:.3f} ms "
                      f"(x{cal['ratio']:.3f})")
     lines.append("ratios are normalized by each process's calibration" if result["normalized"]
-                 else "ratios are raw process-level figures (mean over processes of each one's median block)")
+                 else "ratios are raw process-level figures (mean over processes of each one's median block mean)")
     lines.append(f"threshold: a ratio above +{result['max_slowdown'] * 100:g}% whose "
                  f"{result['confidence'] * 100:g}% hierarchical bootstrap CI (processes, then blocks; "
                  f"{result['n_boot']} resamples, seed {result['seed']}) lies above 1; at least "

@@ -236,12 +236,12 @@ def _worker_failure(res, info, last, timeout) -> tuple:
 
 
 def _worker_entry(index: int, round_: int, res: dict, info: dict) -> dict:
-    from .stability import block_medians
+    from .stability import block_means
     samples = res["samples_ms"]
     cal = [x for blk in (res.get("calibration_blocks") or []) for x in blk] or None
     return {"index": index, "round": round_, "pid": res.get("pid"), "samples_ms": samples,
             "block_ends": res["block_ends"],
-            "median_ms": float(summarize(block_medians(samples, res["block_ends"]))["median"]),
+            "median_ms": float(summarize(block_means(samples, res["block_ends"]))["median"]),
             "seconds": res["steady_seconds"], "cpu_s": res.get("steady_cpu_s"),
             "inferences": res.get("inferences"),
             "cold_load_s": res["cold_load_s"], "warm_load_s": res["warm_load_s"],

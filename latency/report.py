@@ -135,8 +135,8 @@ def normalize_report(report: dict) -> dict:
             continue
         r["steady"]["stats"] = summarize(r["steady"]["samples_ms"])
         for w in r["steady"].get("workers") or []:
-            from .stability import block_medians
-            w["median_ms"] = float(summarize(block_medians(w["samples_ms"], w["block_ends"]))["median"])
+            from .stability import block_means
+            w["median_ms"] = float(summarize(block_means(w["samples_ms"], w["block_ends"]))["median"])
         if r.get("calibration"):
             r["calibration"]["median_ms"] = summarize(r["calibration"]["samples_ms"])["median"]
         fill_throughput(r, peak, threads)
@@ -407,7 +407,7 @@ def merge_process_reports(reports: list, source_note: str = "") -> dict:
     workers are checked like ``clip-latency run``'s (:func:`clipdeploy.latency.stability.assess`) and
     the pooled samples of the accepted ones become the record's. A record that failed in any report
     is that failure."""
-    from .stability import assess, block_medians, record_status
+    from .stability import assess, block_means, record_status
 
     if not reports:
         raise ReportError("no reports to merge")
@@ -429,7 +429,7 @@ def merge_process_reports(reports: list, source_note: str = "") -> dict:
             ends = st.get("block_ends") or [len(st["samples_ms"])]
             workers.append({"index": i, "round": i, "pid": None, "samples_ms": st["samples_ms"],
                             "block_ends": ends,
-                            "median_ms": float(summarize(block_medians(st["samples_ms"], ends))["median"]),
+                            "median_ms": float(summarize(block_means(st["samples_ms"], ends))["median"]),
                             "seconds": st.get("seconds"), "cpu_s": st.get("cpu_s"), "inferences": None,
                             "cold_load_s": c["load"]["cold_s"], "calibration_ms": None,
                             "contention": None, "flags": [], "accepted": True})

@@ -13,7 +13,7 @@ the steady state:
 
 In the parent (:func:`assess`): a worker is **contended** when another process used more than
 ``CONTENDED_OTHER_CPU`` cores, steal exceeded ``CONTENDED_STEAL`` or CPU pressure ``CONTENDED_PSI``;
-**bimodal** when its block medians split into two groups more than ``BIMODAL_GAP`` apart (each with at
+**bimodal** when its block means split into two groups more than ``BIMODAL_GAP`` apart (each with at
 least two blocks and a fifth of them); an **outlier** when its median is more than ``OUTLIER`` off the
 median of its siblings' medians (both divided by each worker's own calibration, which follows the
 core's speed in the same seconds). Accepted workers are the others; the harness runs more workers while a
@@ -34,7 +34,7 @@ BLOCK_MIN_SAMPLES = 3         # ... and at least this many samples
 CONTENDED_OTHER_CPU = 0.30     # cores used by other processes during the steady state
 CONTENDED_STEAL = 0.05         # share of CPU time stolen by the hypervisor
 CONTENDED_PSI = 0.10           # share of wall time some task waited for a CPU
-BIMODAL_GAP = 1.25             # ratio between two groups of block medians
+BIMODAL_GAP = 1.25             # ratio between two groups of block means
 OUTLIER = 1.15                 # a worker's median against the median of its siblings'
 THREAD_BUSY = 0.25             # a thread "used" = on a CPU at least this share of the wall time
 
@@ -145,13 +145,17 @@ class ContentionProbe:
 # ---------------------------------------------------------------------------------------------------
 # the parent's checks
 
-def block_medians(samples: Sequence[float], ends: Optional[Sequence[int]]) -> np.ndarray:
-    """Median of each block ``samples[prev_end:end]``; one block when ``ends`` is empty."""
+def block_means(samples: Sequence[float], ends: Optional[Sequence[int]]) -> np.ndarray:
+    """Mean latency of each block ``samples[prev_end:end]`` (its timed work over its samples); one block
+    when ``ends`` is empty. A block is ~0.25 s of work, so its mean is what the artifact cost over those
+    seconds, extra work included (a work factor of 1.2 adds a second call to every fifth sample: the
+    median sample would not see it, the block mean does); robustness against a stray slow sample comes
+    from taking the median over blocks and the process level above it."""
     x = np.asarray(samples, dtype=np.float64)
     ends = [int(e) for e in (ends or [])] or [x.size]
     if ends[-1] != x.size or any(b <= a for a, b in zip([0] + ends, ends)):
         raise ValueError("block ends must be increasing and end at the number of samples")
-    return np.array([np.median(x[a:b]) for a, b in zip([0] + ends[:-1], ends)])
+    return np.array([np.mean(x[a:b]) for a, b in zip([0] + ends[:-1], ends)])
 
 
 def contention_flags(c: Optional[dict]) -> list:
@@ -168,7 +172,7 @@ def contention_flags(c: Optional[dict]) -> list:
 
 
 def is_bimodal(values: Sequence[float]) -> bool:
-    """Two groups of block medians more than ``BIMODAL_GAP`` apart, each with >= 2 blocks and >= 1/5."""
+    """Two groups of block means more than ``BIMODAL_GAP`` apart, each with >= 2 blocks and >= 1/5."""
     v = np.sort(np.asarray(values, dtype=np.float64))
     n = v.size
     if n < 4:
@@ -193,7 +197,7 @@ def assess(workers: list) -> list:
     divided by the worker's calibration when every one has it."""
     for w in workers:
         flags = [f"contended: {', '.join(c)}" for c in [contention_flags(w.get("contention"))] if c]
-        if is_bimodal(block_medians(w["samples_ms"], w.get("block_ends"))):
+        if is_bimodal(block_means(w["samples_ms"], w.get("block_ends"))):
             flags.append("bimodal")
         w["flags"] = flags
     clean = [w for w in workers if not w["flags"]]

@@ -61,7 +61,7 @@ def summarize(samples: Sequence[float]) -> dict:
 
 
 def process_value(block_values: Sequence[float]) -> float:
-    """One process's figure: the median of its block medians."""
+    """One process's figure: the median of its block means."""
     return float(np.median(np.asarray(block_values, dtype=np.float64)))
 
 
@@ -72,7 +72,7 @@ def _side_boot(procs: list, n_boot: int, rng: np.random.Generator) -> np.ndarray
     P = len(procs)
     out = np.empty(n_boot)
     pick = rng.integers(0, P, size=(n_boot, P))
-    # per process: a matrix of resampled block medians, drawn once per (resample, slot)
+    # per process: a matrix of resampled block means, drawn once per (resample, slot)
     for i in range(n_boot):
         vals = 0.0
         for j in pick[i]:
@@ -83,7 +83,7 @@ def _side_boot(procs: list, n_boot: int, rng: np.random.Generator) -> np.ndarray
 
 
 def side_value(procs: list) -> float:
-    """A side's figure: the mean over processes of each process's median of block medians."""
+    """A side's figure: the mean over processes of each process's median of block means."""
     return float(np.mean([process_value(v) for v in procs]))
 
 
@@ -92,7 +92,7 @@ def hierarchical_bootstrap(baseline: list, current: list, n_boot: int = 2000, co
     """Ratio of the current to the baseline figure (:func:`side_value`), with a percentile CI from a
     two-level bootstrap (processes, then blocks within each process; seeded).
 
-    ``baseline`` / ``current``: one array of block medians per accepted process. Returns ``{ratio,
+    ``baseline`` / ``current``: one array of block means per accepted process. Returns ``{ratio,
     ci_low, ci_high, processes: [b, c], blocks: [b, c], n_boot, confidence, seed}``."""
     b = [np.asarray(v, dtype=np.float64) for v in baseline]
     c = [np.asarray(v, dtype=np.float64) for v in current]

@@ -10,7 +10,7 @@ import pytest
 from clipdeploy.latency.cli import main
 from clipdeploy.latency.compare import compare_reports
 from clipdeploy.latency.report import dump_report, merge_process_reports, validate_report
-from clipdeploy.latency.stability import (BIMODAL_GAP, assess, block_medians, contention_flags, is_bimodal,
+from clipdeploy.latency.stability import (BIMODAL_GAP, assess, block_means, contention_flags, is_bimodal,
                                           record_status)
 from clipdeploy.latency.stats import hierarchical_bootstrap, summarize
 from clipdeploy.latency.worker import work_schedule
@@ -27,7 +27,7 @@ def _worker(rng, i, center, n_blocks=8, per_block=6, noise=0.02, contention=IDLE
         samples += list(center * f * rng.normal(1, noise, per_block).clip(0.5))
         ends.append(len(samples))
     return {"index": i, "round": i, "pid": 1000 + i, "samples_ms": samples, "block_ends": ends,
-            "median_ms": float(np.median(block_medians(samples, ends))), "seconds": sum(samples) / 1e3,
+            "median_ms": float(np.median(block_means(samples, ends))), "seconds": sum(samples) / 1e3,
             "cpu_s": None, "inferences": len(samples), "calibration_ms": None,
             "contention": dict(contention) if contention else None, "flags": [], "accepted": True}
 
@@ -114,12 +114,12 @@ def test_bimodal_and_outlying_workers_are_detected():
     rng = np.random.default_rng(5)
     # a worker whose blocks alternate between its two-thread and its one-thread speed
     bi = _worker(rng, 0, 17.0, speeds=[1, 1, 1.9, 1.9, 1, 1.9, 1, 1.9])
-    assert is_bimodal(block_medians(bi["samples_ms"], bi["block_ends"]))
+    assert is_bimodal(block_means(bi["samples_ms"], bi["block_ends"]))
     one = _worker(rng, 1, 17.0)
-    assert not is_bimodal(block_medians(one["samples_ms"], one["block_ends"]))
+    assert not is_bimodal(block_means(one["samples_ms"], one["block_ends"]))
     # a single slow block is not two modes
     spike = _worker(rng, 2, 17.0, speeds=[1, 1, 1, 1, 1.9, 1, 1, 1])
-    assert not is_bimodal(block_medians(spike["samples_ms"], spike["block_ends"]))
+    assert not is_bimodal(block_means(spike["samples_ms"], spike["block_ends"]))
     just = [1.0] * 4 + [BIMODAL_GAP * 1.01] * 4
     assert is_bimodal(just) and not is_bimodal([1.0] * 4 + [BIMODAL_GAP * 0.99] * 4)
     # a sibling at its one-thread speed: an outlier among the clean workers
@@ -241,3 +241,15 @@ def test_calibration_follows_a_drifting_core():
     assert not raw["normalized"] and raw["ci_high"] - raw["ci_low"] > 5 * (row["ci_high"] - row["ci_low"])
     slow = compare_reports(a, rep([1.5, 1.0, 1.05], 2, extra=1.2))["rows"][0]    # +20 % on top of the drift
     assert slow["verdict"] == "REGRESSION" and slow["ratio"] == pytest.approx(1.2, abs=0.02)
+
+
+def test_block_means_see_a_fractional_work_factor():
+    """Work factor 1.2 doubles every fifth sample: the median sample does not move, the block means
+    (and so the gate's figure) are 1.2x."""
+    g = work_schedule(1.2)
+    calls = [next(g) for _ in range(100)]
+    base = [10.0] * 100
+    slow = [10.0 * k for k in calls]
+    ends = list(range(10, 101, 10))
+    assert np.median(slow) == np.median(base)
+    assert np.median(block_means(slow, ends)) / np.median(block_means(base, ends)) == pytest.approx(1.2)
