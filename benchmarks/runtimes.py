@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness_noise import busy_sibling          # benchmarks/ is on sys.path when run as a script
+
 MODELS = {"s0": "mobileclip_s0", "s1": "mobileclip_s1", "s2": "mobileclip_s2", "b": "mobileclip_b"}
 GEMM_N = 2048
 
@@ -84,12 +86,6 @@ def export(model: str, out: Path, precision, reuse: bool) -> dict:
         print(f"[export] {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return json.loads(manifest.read_text())
-
-
-def busy_sibling(core: int) -> subprocess.Popen:
-    code = (f"import os; os.sched_setaffinity(0, {{{core}}})\n"
-            "x = 0\nwhile True:\n    x = (x * 1103515245 + 12345) % 2147483648\n")
-    return subprocess.Popen([sys.executable, "-c", code])
 
 
 def measure(bundle: Path, threads: int, args, busy: bool) -> dict:

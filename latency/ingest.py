@@ -23,8 +23,11 @@ def stored_name(report: dict) -> str:
 def ingest_one(path, into: Optional[str] = None) -> tuple:
     """Validate + normalize one report file; store it under ``into/<model>/`` when given.
     Returns ``(normalized report, stored path or None)``; raises ReportError."""
-    rep = normalize_report(load_report(path))
-    rep["ingested"] = {"at": now_iso(), "from": str(path)}
+    return _store(normalize_report(load_report(path)), str(path), into)
+
+
+def _store(rep: dict, origin: str, into: Optional[str]) -> tuple:
+    rep["ingested"] = {"at": now_iso(), "from": origin}
     dest = None
     if into:
         dest = Path(into) / _safe(rep["bundle"]["model"]) / stored_name(rep)
@@ -37,9 +40,4 @@ def ingest_merged(paths, into: Optional[str] = None) -> tuple:
     report with a worker per launch (:func:`merge_process_reports`), normalized and stored like
     :func:`ingest_one`. Raises ReportError."""
     rep = normalize_report(merge_process_reports([load_report(p) for p in paths]))
-    rep["ingested"] = {"at": now_iso(), "from": ", ".join(str(p) for p in paths)}
-    dest = None
-    if into:
-        dest = Path(into) / _safe(rep["bundle"]["model"]) / stored_name(rep)
-        dump_report(rep, dest)
-    return rep, dest
+    return _store(rep, ", ".join(str(p) for p in paths), into)

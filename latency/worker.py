@@ -1,4 +1,4 @@
-"""The subprocess that measures one artifact on one runtime (or the calibration workload).
+"""The subprocess that measures one artifact on one runtime (or counts FLOPs).
 
     python -m clipdeploy.latency.worker JOB.json RESULT.json
 
@@ -66,12 +66,6 @@ def work_schedule(factor):
         k = math.floor(i * f) - done
         done += k
         yield k
-
-
-def calibration(job: dict) -> dict:
-    """The fixed workload (clipdeploy.latency.calibration), in its own worker."""
-    from .calibration import Workload
-    return {"samples_ms": Workload().block(int(job.get("runs", 40)), warmup=int(job.get("warmup", 5)))}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -228,9 +222,7 @@ def main(argv=None) -> int:
     kind = job.get("kind", "artifact")
     res = {}
     try:
-        if kind == "calibration":
-            res.update(calibration(job))
-        elif kind == "flops":
+        if kind == "flops":
             res.update(flops_only(job))
         else:
             measure(job, res)

@@ -174,7 +174,12 @@ public enum Json {
     // MARK: helpers
 
     static func isBoolean(_ n: NSNumber) -> Bool {
+        #if canImport(Darwin)
         return CFGetTypeID(n) == CFBooleanGetTypeID()
+        #else
+        // swift-corelibs-foundation has no CFBoolean bridge: a JSON true/false is an NSNumber of Bool
+        return String(cString: n.objCType) == "c"
+        #endif
     }
 
     /// The value as a number; booleans are not numbers.
