@@ -1,6 +1,7 @@
 import Foundation
 
-/// JSON through Foundation's `JSONSerialization`, with the typed accessors the JVM core's `Json` has.
+/// JSON read by the kit's strict `JsonParser` (the same on every platform, errors with line and column) and
+/// written through Foundation's `JSONSerialization`, with the typed accessors the JVM core's `Json` has.
 ///
 /// Parsed values are `[String: Any]`, `[Any]`, `String`, `NSNumber` (numbers and booleans) and `NSNull`.
 /// Writing turns non-finite numbers and `nil` into `null` (the report schema's convention) and never hands
@@ -9,11 +10,7 @@ public enum Json {
     // MARK: read
 
     public static func parse(_ data: Data) throws -> Any {
-        do {
-            return try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
-        } catch {
-            throw CLIPDeployError(.json, "not JSON: \((error as NSError).localizedDescription)")
-        }
+        return try JsonParser.parse(data)
     }
 
     public static func parse(string: String) throws -> Any {

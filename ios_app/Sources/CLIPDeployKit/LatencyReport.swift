@@ -112,13 +112,16 @@ public final class LatencyReport {
         let tmp = URL(fileURLWithPath: report.path + ".tmp")
         do {
             try data.write(to: tmp)
-            if fm.fileExists(atPath: report.path) {
-                _ = try fm.replaceItemAt(report, withItemAt: tmp)
-            } else {
-                try fm.moveItem(at: tmp, to: report)
-            }
         } catch {
+            try? fm.removeItem(at: tmp)
             throw CLIPDeployError(.report, "cannot write \(report.path): \(oneLine(error))")
+        }
+        // rename(2) replaces an existing report atomically on every platform. FileManager's replaceItemAt is
+        // Darwin's exchange-and-delete; swift-corelibs-foundation's fails when the report already exists.
+        if rename(tmp.path, report.path) != 0 {
+            let reason = String(cString: strerror(errno))
+            try? fm.removeItem(at: tmp)
+            throw CLIPDeployError(.report, "cannot write \(report.path): \(reason)")
         }
     }
 

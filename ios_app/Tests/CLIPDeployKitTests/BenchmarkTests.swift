@@ -17,7 +17,7 @@ final class BenchmarkTests: XCTestCase {
         let s = BenchmarkSettings(runtime: "reference", runs: 12, warmup: 2, threads: 1, minSeconds: 0, minBlocks: 1)
         var phases = ""
         let recs = try Benchmark.runAll(bundle: b, runtimes: [ReferenceRuntime()], settings: s,
-                                        memory: PhysFootprintProbe(),
+                                        memory: MemoryProbes.platform(),
                                         progress: { _, phase, _, _ in phases += phase + " " })
         XCTAssertEqual(recs.count, 2)
         for r in recs {
@@ -49,7 +49,7 @@ final class BenchmarkTests: XCTestCase {
             XCTAssertNotNil(r["export_parity"] as? [String: Any])
             XCTAssertEqual(r["phase_reached"] as? String, "done")
             let mem = try Json.map(r["memory"])
-            XCTAssertEqual(mem["source"] as? String, "task_vm_info.phys_footprint")
+            XCTAssertEqual(mem["source"] as? String, MemoryProbes.platform().source)
             XCTAssertGreaterThan(try Json.num(mem["peak_rss_mb"]), 0)
         }
         for ph in ["configure", "cold_load", "first_inference", "warm_load", "warmup", "steady", "parity", "done"] {

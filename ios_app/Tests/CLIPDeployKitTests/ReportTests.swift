@@ -14,7 +14,7 @@ final class ReportTests: XCTestCase {
             .bundle(b, devicePath: "/var/mobile/Containers/Data/Application/X/Documents/golden_linear")
             .settings(s, runtimes: ["reference"])
             .host(HostInfo.current())
-        for r in try Benchmark.runAll(bundle: b, runtimes: [ReferenceRuntime()], settings: s, memory: PhysFootprintProbe()) {
+        for r in try Benchmark.runAll(bundle: b, runtimes: [ReferenceRuntime()], settings: s, memory: MemoryProbes.platform()) {
             rep.addRecord(r)
         }
         return rep
