@@ -135,7 +135,11 @@ def preprocess_golden(dest: Path) -> dict:
         rw, rh = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
         r = spec.image_size
         np.save(dest / "preprocess" / f"{name}.npy", x)
-        cases.append({"name": name, "model": model, "source": f"preprocess/{name}.png", "width": w, "height": h,
+        # the decoded pixels too: a consumer without a PNG decoder (the Swift kit on Linux) starts from these
+        np.save(dest / "preprocess" / f"{name}.rgb.npy", np.ascontiguousarray(np.asarray(img, dtype=np.uint8)))
+        cases.append({"name": name, "model": model, "source": f"preprocess/{name}.png",
+                      "pixels": f"preprocess/{name}.rgb.npy", "pixels_dtype": "uint8", "pixels_shape": [h, w, 3],
+                      "width": w, "height": h,
                       "image_size": r, "resize_shorter_side_to": s, "interpolation": spec.interpolation,
                       "resized": [rw, rh], "crop": [int(round((rh - r) / 2.0)), int(round((rw - r) / 2.0))],
                       "expected": f"preprocess/{name}.npy", "expected_dtype": "float32",
@@ -400,7 +404,7 @@ Consumed by the JVM core of the Android app (`make jvm-test`) and the iOS kit's 
 | file | what |
 |---|---|
 | `tokens.json` | captions and their int32 ids [77] from open_clip's SimpleTokenizer |
-| `preprocess.json`, `preprocess/` | source PNGs and the float32 [3,R,R] model input `preprocess_image` makes of each |
+| `preprocess.json`, `preprocess/` | source PNGs, their decoded pixels (`.rgb.npy`, uint8 [H,W,3]) and the float32 [3,R,R] model input `preprocess_image` makes of each |
 | `stats.json` | latency statistics of sample sets; parity figures and failed bars of embedding sets |
 | `zeroshot.json` | prompt-ensemble class embeddings, probabilities, text->image search ranking |
 | `report_sample.json` | a device latency report in the clip-latency schema |

@@ -58,6 +58,9 @@ def test_golden_preprocessing_equals_model_preprocess(seeded_model):
     for c in g["cases"]:
         img = Image.open(GOLDENS / c["source"])
         assert img.size == (c["width"], c["height"]) and img.mode == "RGB"
+        px = np.load(GOLDENS / c["pixels"])                    # the decoded PNG, for ports without a decoder
+        assert px.dtype == np.uint8 and list(px.shape) == c["pixels_shape"] == [c["height"], c["width"], 3]
+        assert np.array_equal(px, np.asarray(img)), c["name"]
         want = np.load(GOLDENS / c["expected"])
         assert want.dtype == np.float32 and want.shape == (3, c["image_size"], c["image_size"])
         got = (s0.preprocess(img) if c["model"] == "mobileclip_s0"

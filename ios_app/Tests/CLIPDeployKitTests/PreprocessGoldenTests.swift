@@ -7,17 +7,17 @@ import CoreVideo
 import ImageIO
 #endif
 
-/// The JVM core's PreprocessGoldenTest, case for case (PNG decoding through ImageIO instead of javax.imageio),
-/// plus the CGImage and CVPixelBuffer paths.
+/// The JVM core's PreprocessGoldenTest, case for case. The source images come from the goldens' decoded pixels
+/// (`preprocess/<name>.rgb.npy`, uint8 [H, W, 3]) on every platform; where ImageIO exists the PNGs are also
+/// decoded with it and must equal those pixels. Plus the CGImage and CVPixelBuffer paths on Apple platforms.
 final class PreprocessGoldenTests: XCTestCase {
-    #if canImport(ImageIO) && canImport(CoreGraphics) && canImport(CoreVideo)
-    /// Decode a PNG with ImageIO and read its raw pixels (no color conversion).
-    static func readPNG(_ url: URL) throws -> RGBImage {
-        guard let src = CGImageSourceCreateWithURL(url as CFURL, nil),
-              let image = CGImageSourceCreateImageAtIndex(src, 0, nil) else {
-            throw CLIPDeployError(.preprocess, "cannot decode \(url.path)")
+    /// A golden case's source image from its `.rgb.npy` (no decoder involved).
+    static func readPixels(_ url: URL) throws -> RGBImage {
+        let npy = try Npy.read(contentsOf: url)
+        guard npy.dtype == "|u1", npy.shape.count == 3, npy.shape[2] == 3 else {
+            throw CLIPDeployError(.preprocess, "\(url.path): expected uint8 [H, W, 3], got \(npy.dtype) \(npy.shape)")
         }
-        return try RGBImage(cgImage: image)
+        return try RGBImage(width: npy.shape[1], height: npy.shape[0], rgb: try npy.bytes())
     }
 
     func testEveryGoldenImagePreprocessesBitExactly() throws {
@@ -27,7 +27,7 @@ final class PreprocessGoldenTests: XCTestCase {
         for o in cases {
             let c = try Json.map(o)
             let name = try Json.str(c["name"])
-            let src = try PreprocessGoldenTests.readPNG(Goldens.file(try Json.str(c["source"])))
+            let src = try PreprocessGoldenTests.readPixels(Goldens.file(try Json.str(c["pixels"])))
             XCTAssertEqual(src.width, try Json.int(c["width"]), name)
             XCTAssertEqual(src.height, try Json.int(c["height"]), name)
             let spec = try PreprocessSpec(imageSize: try Json.int(c["image_size"]),
@@ -50,6 +50,39 @@ final class PreprocessGoldenTests: XCTestCase {
         }
         XCTAssertTrue(bicubic, "goldens cover bicubic")
         XCTAssertTrue(upscale, "goldens cover upscaling")
+    }
+
+    /// Swift only: the pixel reader rejects what is not an 8-bit RGB image, in one line.
+    func testPixelsThatAreNotRGBBytesAreRejected() throws {
+        let dir = try Goldens.temporaryDirectory(self)
+        let f = dir.appendingPathComponent("x.npy")
+        try Npy.encode(floats: [Float](repeating: 0, count: 12), shape: [2, 2, 3]).write(to: f)
+        XCTAssertThrowsError(try PreprocessGoldenTests.readPixels(f)) { error in
+            XCTAssertTrue(oneLine(error).contains("expected uint8 [H, W, 3]"), oneLine(error))
+        }
+        XCTAssertThrowsError(try RGBImage(width: 3, height: 2, rgb: [UInt8](repeating: 0, count: 17))) { error in
+            XCTAssertFalse(oneLine(error).isEmpty)
+        }
+    }
+
+    #if canImport(ImageIO) && canImport(CoreGraphics) && canImport(CoreVideo)
+    /// Decode a PNG with ImageIO and read its raw pixels (no color conversion).
+    static func readPNG(_ url: URL) throws -> RGBImage {
+        guard let src = CGImageSourceCreateWithURL(url as CFURL, nil),
+              let image = CGImageSourceCreateImageAtIndex(src, 0, nil) else {
+            throw CLIPDeployError(.preprocess, "cannot decode \(url.path)")
+        }
+        return try RGBImage(cgImage: image)
+    }
+
+    /// Apple only: ImageIO's decoding of each golden PNG is the goldens' pixels (what the app's photos go through).
+    func testImageIODecodesTheGoldenPNGsToTheirPixels() throws {
+        for o in try Json.list(Goldens.json("preprocess.json")["cases"]) {
+            let c = try Json.map(o)
+            XCTAssertEqual(try PreprocessGoldenTests.readPNG(Goldens.file(try Json.str(c["source"]))),
+                           try PreprocessGoldenTests.readPixels(Goldens.file(try Json.str(c["pixels"]))),
+                           try Json.str(c["name"]))
+        }
     }
 
     /// Swift only: a CGImage made from known bytes (RGBA, premultiplied, opaque) reads back exactly, and a
