@@ -1,8 +1,10 @@
 # clipdeploy — set-up and the two jobs CI and users run.
 #   make demo   create .venv if missing, install, run the main job end to end (offline, seeded weights)
-#   make test   create .venv if missing, install, run the whole test suite (JVM core tests, then pytest:
-#               the parallel suite, then the latency tests that must have the machine to themselves)
+#   make test   create .venv if missing, install, run the whole test suite (JVM core tests, the iOS kit's
+#               swift build + swift test, then pytest: the parallel suite, then the latency tests that
+#               must have the machine to themselves)
 #   make jvm-test   compile the Android app's pure-Java core and run its JUnit tests against goldens/
+#   make swift-test build the iOS kit (ios_app, SwiftPM) and run its XCTest suite against goldens/
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -17,7 +19,7 @@ JUNIT_CP  := /usr/share/java/junit4.jar:/usr/share/java/hamcrest-core.jar
 JAVAC     := javac -encoding UTF-8 --release 8 -Xlint:all,-options -Werror
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test clean jvm-deps jvm-test goldens
+.PHONY: install demo test clean jvm-deps jvm-test swift-test goldens
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +48,7 @@ demo: install
 	$(BIN)/clip-latency run out/mobileclip_s0 --runs 20 --json out/mobileclip_s0/latency.json
 	@echo "== demo done: weights in $(DEMO)/, bundle in out/mobileclip_s0/, latency report out/mobileclip_s0/latency.json"
 
-test: install jvm-test
+test: install jvm-test swift-test
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not alone"
 	@echo "== latency tests that judge contention: alone on the machine"
 	$(BIN)/python -m pytest -q -m alone
@@ -65,6 +67,14 @@ jvm-test: jvm-deps
 	$(JAVAC) -cp $(JVM_OUT)/main:$(JUNIT_CP) -d $(JVM_OUT)/test $$(find $(JAVA_CORE)/src/test/java -name '*.java')
 	java -Dclipdeploy.goldens=goldens -cp $(JVM_OUT)/main:$(JVM_OUT)/test:$(JUNIT_CP) org.junit.runner.JUnitCore \
 	  $$(cd $(JAVA_CORE)/src/test/java && find . -name '*Test.java' | sed 's|^\./||; s|\.java$$||; s|/|.|g' | sort)
+
+# The iOS kit: its portable core, the two command-line tools and the XCTest suite build and run wherever Swift
+# does (Linux: swift-corelibs-foundation, no Apple frameworks; the Core ML parts compile only on Apple systems).
+swift-test:
+	@command -v swift >/dev/null || { echo "error: swift is not on the PATH: install the Swift 6.3 toolchain (swift.org) to build ios_app/"; exit 1; }
+	@echo "== iOS kit (CLIPDeployKit): swift build + swift test against goldens/"
+	swift build --package-path ios_app
+	swift test --package-path ios_app
 
 goldens: install
 	$(BIN)/clip-latency goldens --out goldens

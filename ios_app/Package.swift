@@ -9,12 +9,19 @@ let package = Package(
     platforms: [.iOS(.v16), .macOS(.v13)],
     products: [
         .library(name: "CLIPDeployKit", targets: ["CLIPDeployKit"]),
+        // the Swift twins of the JVM core's ReportTool and TokenizeTool; they run wherever Swift does
+        .executable(name: "clipdeploy-report", targets: ["clipdeploy-report"]),
+        .executable(name: "clipdeploy-tokenize", targets: ["clipdeploy-tokenize"]),
     ],
     targets: [
         .target(
             name: "CLIPDeployKit",
             path: "Sources/CLIPDeployKit"
         ),
+        .executableTarget(name: "clipdeploy-report", dependencies: ["CLIPDeployKit"],
+                          path: "Sources/clipdeploy-report"),
+        .executableTarget(name: "clipdeploy-tokenize", dependencies: ["CLIPDeployKit"],
+                          path: "Sources/clipdeploy-tokenize"),
         .testTarget(
             name: "CLIPDeployKitTests",
             dependencies: ["CLIPDeployKit"],

@@ -46,6 +46,30 @@ def jvm_classes(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def swift_tools():
+    """The iOS kit's command-line twins (`clipdeploy-report`, `clipdeploy-tokenize`) built with SwiftPM, as
+    `make swift-test` builds them (incremental in ios_app/.build): {product name: executable path}."""
+    import shutil
+    import subprocess
+    swift = shutil.which("swift")
+    if swift is None:   # the project's machines have Swift 6.3.1 on the PATH; make test builds it first
+        pytest.fail("swift is not on the PATH: install the Swift 6.3 toolchain (swift.org) to build ios_app/")
+    pkg = REPO / "ios_app"
+    out = {}
+    for product in ("clipdeploy-report", "clipdeploy-tokenize"):
+        r = subprocess.run([swift, "build", "--package-path", str(pkg), "--product", product],
+                           capture_output=True, text=True, timeout=1200)
+        assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    r = subprocess.run([swift, "build", "--package-path", str(pkg), "--show-bin-path"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for product in ("clipdeploy-report", "clipdeploy-tokenize"):
+        out[product] = Path(r.stdout.strip()) / product
+        assert out[product].is_file(), out[product]
+    return out
+
+
 def read_reference_layout(name):
     """{key: (dtype name, shape)} from ../shared/reference/<name>.keys.tsv."""
     path = REFERENCE / f"{name}.keys.tsv"

@@ -1,10 +1,12 @@
-"""The golden vectors the apps' tests consume (goldens/), and the report the apps' JVM core writes.
+"""The golden vectors the apps' tests consume (goldens/), and the reports the apps' JVM core and Swift kit write.
 
 * the checked-in goldens equal a fresh ``clip-latency goldens`` (so they cannot drift from the toolkit);
 * their token ids are the Python tokenizer's, their preprocessing outputs are ``m.preprocess``'s;
 * the JVM core (android_app/clipdeploy-core, plain Java) is compiled here and its benchmark runner writes
   a report with the goldens' linear reference bundle: that report validates against the clip-latency
-  schema, ``clip-latency ingest`` accepts it, its statistics are the toolkit's and its parity is exact.
+  schema, ``clip-latency ingest`` accepts it, its statistics are the toolkit's and its parity is exact;
+* the iOS kit (ios_app, Swift) is built with SwiftPM and its ``clipdeploy-report`` is held to the same;
+* both ports' tokenizers equal open_clip's on 1,500 seeded random captions.
 """
 import json
 import shutil
@@ -177,6 +179,82 @@ def test_jvm_report_tool_bad_input(jvm_classes, tmp_path):
     assert not (tmp_path / "r.json").exists()
 
 
+def _swift_report(tools, bundle, report, *args):
+    return subprocess.run([str(tools["clipdeploy-report"]), str(bundle), str(report), *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_swift_written_report_validates_and_is_ingested(swift_tools, tmp_path, capsys):
+    report = tmp_path / "swift_report.json"
+    r = _swift_report(swift_tools, GOLDENS / "bundle", report, 25, 3)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "cold_load" in r.stderr and "steady 20/25" in r.stderr            # progress lines
+    assert "wrote " in r.stdout and "(2 records)" in r.stdout
+    assert not (tmp_path / "swift_report.json.tmp").exists()
+    raw = json.loads(report.read_text())
+    validate_report(raw)                                                    # the JSON Schema + consistency
+    assert raw["source"] == "swift-kit" and raw["bundle"]["model"] == "golden_linear"
+    assert raw["host"]["os"] == "Linux" and raw["host"]["cpu_model"] and raw["host"]["memory_total_gb"] > 0
+    assert raw["settings"]["threads"] == 1 and raw["settings"]["runs"] == 25
+    assert len(raw["records"]) == 2
+    for rec in raw["records"]:
+        assert rec["status"] == "ok" and rec["phase_reached"] == "done"
+        s = rec["steady"]
+        assert len(s["samples_ms"]) >= 25 and s["warmup"] == 3       # >= 25 samples and one 0.25 s block
+        assert s["block_ends"][-1] == len(s["samples_ms"]) and sum(s["samples_ms"]) >= 250
+        ours = summarize(s["samples_ms"])
+        for k, v in ours.items():                                          # Swift's statistics are ours
+            assert s["stats"][k] == pytest.approx(v, rel=1e-12, abs=1e-12), k
+        p = rec["parity"]
+        assert p["max_abs"] <= 1e-6 and p["cosine_min"] > 0.999999 and p["zero_shot_agreement"] == 1.0
+        assert p["n"] == (6 if rec["encoder"] == "image" else 8)
+        assert rec["load"]["cold_s"] > 0 and rec["first_inference_ms"] > 0
+        # memory is the process's resident set on Linux, a real figure (not the 0 of an absent probe)
+        assert rec["memory"]["source"].startswith("/proc/self/status VmRSS")
+        assert 1 < rec["memory"]["peak_rss_mb"] < 1024
+    into = tmp_path / "reports"
+    assert latency_main(["ingest", str(report), "--into", str(into)]) == 0
+    out = capsys.readouterr().out
+    assert "accepted" in out and "swift-kit" in out and "2/2 records ok" in out
+    assert len(list((into / "golden_linear").glob("*swift-kit*.json"))) == 1
+    assert latency_main(["compare", str(report), str(report)]) == 3
+    out = capsys.readouterr().out
+    assert "insufficient data" in out and "REGRESSION" not in out
+
+
+def test_swift_processes_merge_into_one_process_level_report(swift_tools, tmp_path):
+    """Three clipdeploy-report processes merged like three runs of the iOS app's benchmark."""
+    from clipdeploy.latency.report import merge_process_reports
+    reps = []
+    for k in range(3):
+        path = tmp_path / f"swift_{k}.json"
+        r = _swift_report(swift_tools, GOLDENS / "bundle", path, 10, 2, 0.0, 4)
+        assert r.returncode == 0, r.stderr[-3000:]
+        reps.append(load_report(path))
+    for rep in reps:
+        assert rep["settings"]["min_blocks"] == 4
+        for rec in rep["records"]:
+            assert len(rec["steady"]["block_ends"]) >= 4
+    merged = merge_process_reports(reps)
+    for rec in merged["records"]:
+        assert len(rec["steady"]["workers"]) == 3 and rec["steady"]["processes"]["processes"] == 3
+
+
+def test_swift_report_tool_bad_input(swift_tools, tmp_path):
+    for args, want in [((tmp_path / "nowhere", tmp_path / "r.json"), "is not a directory"),
+                       ((GOLDENS / "bundle", tmp_path / "r.json", 5, 0, -1), "minSeconds must be 0 or more"),
+                       ((GOLDENS / "bundle", tmp_path / "r.json", "five"), "runs must be an integer, got 'five'"),
+                       ((GOLDENS / "bundle", tmp_path / "r.json", 5, 0, 0, 0), "minBlocks must be at least 1, got 0")]:
+        r = subprocess.run([str(swift_tools["clipdeploy-report"]), *map(str, args)], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 2, args
+        assert r.stderr.strip().startswith("error: ") and want in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "r.json").exists()
+    r = subprocess.run([str(swift_tools["clipdeploy-report"])], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.startswith("usage: clipdeploy-report BUNDLE REPORT")
+
+
 def test_goldens_cli_check_catches_drift_and_bad_input(tmp_path, capsys):
     copy = tmp_path / "goldens"
     shutil.copytree(GOLDENS, copy)
@@ -217,20 +295,34 @@ def _random_captions(n, seed=0):
     return out
 
 
-def test_jvm_tokenizer_equals_open_clip_on_a_random_corpus(jvm_classes):
+def _random_corpus():
+    """The 1,500 seeded captions, with ftfy's mojibake repairs (e.g. "Å½" read back as "Ž", the ports'
+    documented difference) set aside and counted."""
     import ftfy
-
-    from clipdeploy.models.tokenizer import tokenize
     texts = _random_captions(1500, seed=1)
-    # ftfy's mojibake repair (e.g. "Å½" read back as "Ž") is the ports' documented difference: set those aside
     mojibake = [t for t in texts if ftfy.fix_text(t) != ftfy.fix_text(t, fix_encoding=False)]
-    assert 0 < len(mojibake) < 0.01 * len(texts)
-    texts = [t for t in texts if t not in mojibake]
-    r = subprocess.run(["java", "-cp", str(jvm_classes), "org.clipdeploy.core.TokenizeTool",
-                        str(GOLDENS / "bundle" / "tokenizer")], input=json.dumps(texts), capture_output=True,
-                       text=True, timeout=300)
+    return [t for t in texts if t not in mojibake], mojibake
+
+
+def _tokenizer_equals_open_clip(cmd):
+    from clipdeploy.models.tokenizer import tokenize
+    texts, mojibake = _random_corpus()
+    assert len(texts) + len(mojibake) == 1500 and 0 < len(mojibake) < 0.01 * 1500
+    r = subprocess.run(cmd + [str(GOLDENS / "bundle" / "tokenizer")], input=json.dumps(texts),
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     got = np.array(json.loads(r.stdout), dtype=np.int32)
     want = tokenize(texts).numpy()
+    assert got.shape == want.shape == (len(texts), 77)
     bad = [(t, w[w > 0].tolist(), g[g > 0].tolist()) for t, w, g in zip(texts, want, got) if not np.array_equal(w, g)]
     assert not bad, f"{len(bad)} of {len(texts)} differ, e.g. {bad[:3]!r}"
+    return len(texts), len(mojibake)
+
+
+def test_jvm_tokenizer_equals_open_clip_on_a_random_corpus(jvm_classes):
+    # 1,496 captions compared, 4 mojibake cases set aside (the corpus is seeded: these counts are fixed)
+    assert _tokenizer_equals_open_clip(["java", "-cp", str(jvm_classes), "org.clipdeploy.core.TokenizeTool"]) == (1496, 4)
+
+
+def test_swift_tokenizer_equals_open_clip_on_a_random_corpus(swift_tools):
+    assert _tokenizer_equals_open_clip([str(swift_tools["clipdeploy-tokenize"])]) == (1496, 4)

@@ -4,7 +4,8 @@ import Darwin
 #endif
 
 /// The report's `host` block (the JVM core's `HostInfo`). `current()` fills it on iOS/macOS from sysctl
-/// (`hw.machine`, `hw.model`, `hw.physicalcpu`, `machdep.cpu.brand_string`) and `ProcessInfo`.
+/// (`hw.machine`, `hw.model`, `hw.physicalcpu`, `machdep.cpu.brand_string`) and `ProcessInfo`; on Linux (the
+/// kit's tests and `clipdeploy-report`) from `ProcessInfo`, uname(2) and `/proc/cpuinfo`.
 public final class HostInfo {
     public var name: String?
     public var device: String?
@@ -34,11 +35,14 @@ public final class HostInfo {
         #elseif os(macOS)
         h.os = "macOS"
         h.device = sysctlString("hw.model")
+        #elseif os(Linux)
+        h.os = "Linux"
+        h.device = nil
         #else
         h.os = "unknown"
         h.device = nil
         #endif
-        h.osRelease = "\(v.majorVersion).\(v.minorVersion).\(v.patchVersion)"
+        h.osRelease = unameRelease() ?? "\(v.majorVersion).\(v.minorVersion).\(v.patchVersion)"
         h.platform = "\(h.os ?? "unknown") \(h.osRelease ?? "") (\(info.operatingSystemVersionString))"
         #if arch(arm64)
         h.machine = "arm64"
@@ -47,12 +51,16 @@ public final class HostInfo {
         #else
         h.machine = nil
         #endif
-        h.cpuModel = sysctlString("machdep.cpu.brand_string") ?? h.device.map { "Apple SoC (\($0))" }
+        h.cpuModel = sysctlString("machdep.cpu.brand_string") ?? cpuinfoModel() ?? h.device.map { "Apple SoC (\($0))" }
         h.cpuCountLogical = info.processorCount
         h.cpuAvailable = info.activeProcessorCount
         h.cpuCountPhysical = sysctlInt("hw.physicalcpu")
         h.memoryTotalGb = (Double(info.physicalMemory) / Double(1 << 30) * 100).rounded() / 100
+        #if canImport(CoreML)
         h.libraries = ["coreml": "\(h.os ?? "") \(h.osRelease ?? "")", "clipdeploykit": KitInfo.version]
+        #else
+        h.libraries = ["clipdeploykit": KitInfo.version]
+        #endif
         return h
     }
 
@@ -69,14 +77,37 @@ public final class HostInfo {
 
     /// gethostname(2) (ProcessInfo.hostName can block on name resolution).
     static func hostName() -> String? {
-        #if canImport(Darwin)
         var buf = [CChar](repeating: 0, count: 256)
         guard gethostname(&buf, buf.count) == 0 else { return nil }
         let s = String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return s.isEmpty ? nil : s
+    }
+
+    /// The kernel release from uname(2) ("6.1.0-18-amd64"); nil on Apple platforms, where the OS version is
+    /// what the report wants.
+    static func unameRelease() -> String? {
+        #if os(Linux)
+        var u = utsname()
+        guard uname(&u) == 0 else { return nil }
+        let s = withUnsafeBytes(of: &u.release) { raw in
+            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+        return s.isEmpty ? nil : s
         #else
         return nil
         #endif
+    }
+
+    /// The first `model name` of `/proc/cpuinfo` (Linux; nil elsewhere), as the JVM core's `cpuModelFromProc`.
+    static func cpuinfoModel(_ text: String? = nil) -> String? {
+        guard let t = text ?? FileHandle(forReadingAtPath: "/proc/cpuinfo")
+                .map({ String(decoding: $0.readDataToEndOfFile(), as: UTF8.self) }) else { return nil }
+        for line in t.split(separator: "\n") where line.hasPrefix("model name") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let v = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            if !v.isEmpty { return v }
+        }
+        return nil
     }
 
     static func sysctlString(_ key: String) -> String? {

@@ -1,0 +1,4 @@
+import CLIPDeployKit
+import Foundation
+
+exit(ReportTool.run(Array(CommandLine.arguments.dropFirst())))
