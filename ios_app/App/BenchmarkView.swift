@@ -5,9 +5,10 @@ import SwiftUI
 /// ImageType variant) with clip-latency's phases, a table of the results, and the report in the
 /// clip-latency schema (source "ios-app") written to Documents/reports/ and shared with the share sheet.
 ///
-/// Launched with `-benchmark YES [-runs N] [-warmup N] [-computeUnits ALL|CPU_ONLY|CPU_AND_GPU|CPU_AND_NE]
-/// [-report NAME]` it runs once on appearing and writes Documents/NAME (default report.json), or
-/// Documents/NAME.error with one line on failure (the Android app's contract).
+/// Launched with `-benchmark YES [-runs N] [-warmup N] [-minSeconds S] [-minBlocks N]
+/// [-computeUnits ALL|CPU_ONLY|CPU_AND_GPU|CPU_AND_NE] [-report NAME]` it runs once on appearing and writes
+/// Documents/NAME (default report.json), or Documents/NAME.error with one line on failure (the Android app's
+/// contract). The arguments are parsed and checked by the kit's `BenchmarkRequest`.
 struct BenchmarkView: View {
     let engine: Engine
     @EnvironmentObject var model: AppModel
@@ -56,14 +57,24 @@ struct BenchmarkView: View {
             .navigationTitle("Benchmark")
         }
         .onAppear {
-            let d = UserDefaults.standard
-            guard d.bool(forKey: "benchmark"), !bench.autoRunDone else { return }
+            let args = UserDefaults.standard.volatileDomain(forName: UserDefaults.argumentDomain)
+            guard BenchmarkRequest.isRequested(args), !bench.autoRunDone else { return }
             bench.autoRunDone = true
-            if d.integer(forKey: "runs") > 0 { bench.runs = d.integer(forKey: "runs") }
-            if d.object(forKey: "warmup") != nil { bench.warmup = max(0, d.integer(forKey: "warmup")) }
-            if let cu = d.string(forKey: "computeUnits").flatMap(ComputeUnits.init(rawValue:)) { bench.computeUnits = cu }
-            bench.run(bundle: engine.bundle, appVersion: model.appVersion,
-                      reportName: d.string(forKey: "report") ?? "report.json", inReportsFolder: false)
+            let name = BenchmarkRequest.reportName(args)
+            do {
+                let req = try BenchmarkRequest.parse(args)
+                bench.runs = req.runs
+                bench.warmup = req.warmup
+                bench.minSeconds = req.minSeconds
+                bench.minBlocks = req.minBlocks
+                bench.computeUnits = ComputeUnits(rawValue: req.computeUnits) ?? .all
+                bench.run(bundle: engine.bundle, appVersion: model.appVersion, reportName: req.reportName,
+                          inReportsFolder: false)
+            } catch {
+                try? LatencyReport.writeError(to: AppModel.documents.appendingPathComponent(name),
+                                              message: oneLine(error))
+                bench.progress = "Failed: \(oneLine(error))"
+            }
         }
     }
 }
@@ -172,6 +183,9 @@ final class BenchmarkModel: ObservableObject {
     @Published var runs = 50
     @Published var warmup = 10
     @Published var computeUnits: ComputeUnits = .all
+    /// The steady state's other bounds (launch arguments only; the defaults are clip-latency's).
+    var minSeconds = BenchmarkSettings().minSeconds
+    var minBlocks = BenchmarkSettings().minBlocks
     var autoRunDone = false
     private let lock = NSLock()
     private var cancelled = false
@@ -198,7 +212,8 @@ final class BenchmarkModel: ObservableObject {
         lock.lock()
         cancelled = false
         lock.unlock()
-        let settings = BenchmarkSettings(runtime: "coreml", runs: runs, warmup: warmup, threads: 0)
+        let settings = BenchmarkSettings(runtime: "coreml", runs: runs, warmup: warmup, threads: 0,
+                                         minSeconds: minSeconds, minBlocks: minBlocks)
         let units = computeUnits
         let stamp = LatencyReport.isoTimestamp(Date()).replacingOccurrences(of: ":", with: "")
         let name = reportName ?? "report_\(bundle.model)_\(stamp).json"
