@@ -117,14 +117,24 @@ def _tradeoff_table(manifest: dict) -> str:
     rows = manifest.get("precision_tradeoffs") or []
     if not rows:
         return ""
-    lines = ["", "Quantized variants next to their float artifact (latency: this export host, batch 1):", "",
-             "| target | encoder | precision | size MB | median ms | speed-up | min cos | zero-shot | default |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    v = manifest.get("validation") or {}
+    lines = ["", "Quantized variants next to their float artifact (latency: this export host, batch 1; parity: "
+             + (f"the validation set, {v['images']} images and {v['captions']} captions the calibration never saw, "
+                "for fp16 and int8; the probe set for fp32" if v else "the probe set") + "):", "",
+             "| target | encoder | precision | size MB | median ms | speed-up | rows | min cos | mean cos "
+             "| below bar | zero-shot | retrieval | default |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        cos = r.get("cosine_min")
         lines.append(f"| {r['target']} | {r['encoder']} | {r['precision']} | {r['size_bytes'] / 2 ** 20:.1f} | "
                      + (f"{r['median_ms']:.1f} | x{r['speedup']:.2f}" if r["median_ms"] else "n/a | n/a")
-                     + (f" | {r['cosine_min']:.5f} | {r['zero_shot_agreement']:.0%} | "
-                        if r["cosine_min"] is not None else " | n/a | n/a | ")
+                     + f" | {r.get('figures_from', 'probe')} {r.get('rows') or ''}"
+                     + (f" | {cos:.5f} | {r['cosine_mean']:.5f} | " if cos is not None and r.get("cosine_mean")
+                        is not None else (f" | {cos:.5f} | n/a | " if cos is not None else " | n/a | n/a | "))
+                     + (f"{r['rows_below_cosine']}" if r.get("rows_below_cosine") is not None else "n/a")
+                     + (f" | {r['zero_shot_agreement']:.1%}" if r.get("zero_shot_agreement") is not None else " | n/a")
+                     + (f" | {r['retrieval_agreement']:.1%} | " if r.get("retrieval_agreement") is not None
+                        else " | n/a | ")
                      + ("yes" if r.get("default") else r.get("default_decision", "")) + " |")
     return "\n".join(lines) + "\n"
 
@@ -142,5 +152,8 @@ def _parity_cell(p: dict) -> str:
         return "structural only on this host"
     via = " (Core ML reference interpreter)" if p.get("checked") == "reference-interpreter" else ""
     missed = f" — MISSED {'; '.join(p['failures'])} (--accept-degraded)" if p.get("accepted_degraded") else ""
-    return (f"max abs {p['max_abs']:.1e}, min cos {p['cosine_min']:.6f}, zero-shot "
-            f"{p['zero_shot_agreement']:.0%}{via}{missed}")
+    v = p.get("validation") or {}
+    val = (f"; validation {v['n']} rows: min cos {v['cosine_min']:.6f}, {v['rows_below_cosine']} below the bar, "
+           f"agreement {v['zero_shot_agreement']:.1%} / {v['retrieval_agreement']:.1%}") if "cosine_min" in v else ""
+    return (f"probe: max abs {p['max_abs']:.1e}, min cos {p['cosine_min']:.6f}, zero-shot "
+            f"{p['zero_shot_agreement']:.0%}{val}{via}{missed}")

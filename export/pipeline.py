@@ -13,11 +13,13 @@ import torch
 
 from . import bundle as bundle_mod
 from .backends.base import BackendUnavailable, time_alternately
-from .parity import QUANTIZED, THRESHOLDS, ParityError, check, measure
+from .parity import QUANTIZED, THRESHOLDS, VALIDATION_THRESHOLDS, ParityError, check, measure
 from .targets import ExportInputError, backend, resolve
 from .wrappers import IMAGE_INPUT, OUTPUT, TEXT_INPUT, encoder, example_input
 
 ENCODERS = ("image", "text")
+#: precisions the export also gates on the generated validation set (fp32 is held to 1e-5 on the probe)
+VALIDATED = ("fp16", "int8")
 
 
 def _stage(log, msg):
@@ -61,6 +63,35 @@ def _reference_check(b, path: Path, inputs, ref, other, precision: str, what: st
     return {**check(measure(ref, got, other), precision, what), "interpreter": info}
 
 
+def _validate(b, art_path: Path, which: str, precision: str, val: dict, what: str) -> dict:
+    """The artifact on the validation set (inputs quantization never saw), held to VALIDATION_THRESHOLDS:
+    every row at the cosine bar, agreement both ways. Raises :class:`ParityError` like the probe gate."""
+    inputs = val["images"] if which == "image" else val["ids"]
+    ref, other = (val["ref_image"], val["ref_text"]) if which == "image" else (val["ref_text"], val["ref_image"])
+    t = time.perf_counter()
+    if b.can_run_here:
+        got, how = b.run(art_path, inputs), "numeric"
+    elif b.reference_runtime is not None:
+        got, how = b.reference_run(art_path, inputs)[0], "reference-interpreter"
+    else:
+        return {"checked": "structural", "reason": f"{b.name} artifacts cannot run on this host"}
+    fig = measure(ref, got, other, cosine_bar=THRESHOLDS[precision]["min_cosine"], both_ways=True)
+    fig.update(checked=how, seconds=round(time.perf_counter() - t, 2),
+               direction="image->text" if which == "image" else "text->image",
+               retrieval_direction="text->image" if which == "image" else "image->text")
+    return check(fig, precision, f"{what} on the validation set ({len(inputs)} {which} rows)",
+                 VALIDATION_THRESHOLDS)
+
+
+def _validation_line(v: dict) -> str:
+    if "cosine_min" not in v:
+        return "validation: structural only (cannot run here)"
+    return (f"validation ({v['n']} rows, {v['seconds']:.1f}s): min cos {v['cosine_min']:.6f}, mean "
+            f"{v['cosine_mean']:.6f}, {v['rows_below_cosine']} below the bar, agreement {v['direction']} "
+            f"{v['zero_shot_agreement']:.1%}, {v['retrieval_direction']} {v['retrieval_agreement']:.1%}"
+            + ("" if v.get("passed", True) else " -- MISSED: " + "; ".join(v["failures"])))
+
+
 def _via(parity: dict) -> str:
     if parity["checked"] != "reference-interpreter" or "interpreter" not in parity:
         return ""
@@ -78,12 +109,18 @@ def _takes_expected(b) -> bool:
 def export_bundle(model: str, targets: list, precision: Optional[str] = None, checkpoint=None,
                   random_weights: Optional[int] = None, out=None, force: bool = False,
                   ios: int = 17, log: Callable = print, accept_degraded: bool = False,
-                  backend_options: Optional[dict] = None) -> dict:
+                  backend_options: Optional[dict] = None, validation: Optional[tuple] = None) -> dict:
     """Write the bundle for ``model``; returns the manifest. Raises on any failed gate, leaving
     ``out`` untouched; ``accept_degraded`` writes a quantized artifact that missed its bars anyway
     (flagged in the manifest, never the default); ``backend_options`` go to every backend's export
-    (e.g. ``{"ort_offline": "auto"}``)."""
+    (e.g. ``{"ort_offline": "auto"}``); ``validation``: ``(images, captions)`` of the generated
+    validation set fp16 and int8 artifacts are gated on (default 32 and 64).
+
+    Quantization calibrates and tunes on the probe set followed by the generated calibration set
+    (:func:`clipdeploy.models.validation.calibration_set`); the gate holds fp16 and int8 artifacts to
+    the validation set as well, which neither contains."""
     from clipdeploy.models import load_model
+    from clipdeploy.models import validation as vset
     from clipdeploy.models.probe import PROBE_CAPTIONS, probe_images, write_probe_files
     from clipdeploy.models.tokenizer import write_tokenizer_files
     from clipdeploy.reparam import reparameterize
@@ -111,6 +148,25 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
             ref_image = wrappers["image"](images).numpy()
             ref_text = wrappers["text"](ids).numpy()
         images_np, ids_np = images.numpy(), ids.numpy()
+        n_val_images, n_val_captions = validation or (vset.VALIDATION_IMAGES, vset.VALIDATION_CAPTIONS)
+        needs_sets = any(p in VALIDATED for _, p in plan)
+        cal = val = None
+        if needs_sets:
+            t = _stage(log, f"[sets] calibration ({vset.CALIBRATION_IMAGES} images, {vset.CALIBRATION_CAPTIONS} "
+                            f"captions, seed {vset.CALIBRATION_SEED}, after the probe set) and validation "
+                            f"({n_val_images} images, {n_val_captions} captions, seed {vset.VALIDATION_SEED})")
+            cal_images, cal_caps = vset.calibration_set(spec.image_size)
+            val_images, val_caps = vset.validation_set(spec.image_size, n_val_images, n_val_captions)
+            cal_ids, val_ids = fused.tokenize(cal_caps), fused.tokenize(val_caps)
+            with torch.no_grad():
+                cal = {"images": np.concatenate([images_np, cal_images]),
+                       "ids": np.concatenate([ids_np, cal_ids.numpy()]),
+                       "ref_image": np.concatenate([ref_image, wrappers["image"](torch.from_numpy(cal_images)).numpy()]),
+                       "ref_text": np.concatenate([ref_text, wrappers["text"](cal_ids).numpy()])}
+                val = {"images": val_images, "ids": val_ids.numpy(),
+                       "ref_image": wrappers["image"](torch.from_numpy(val_images)).numpy(),
+                       "ref_text": wrappers["text"](val_ids).numpy()}
+            log(f"        {time.perf_counter() - t:.1f}s")
         manifest = {
             "schema_version": bundle_mod.MANIFEST_SCHEMA_VERSION,
             "model": spec.name,
@@ -139,6 +195,14 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                                             ref_image, ref_text),
             "artifacts": [],
         }
+        if needs_sets:
+            manifest["calibration"] = {**vset.describe(vset.CALIBRATION_IMAGES, vset.CALIBRATION_CAPTIONS,
+                                                       vset.CALIBRATION_SEED, "quantization calibration"),
+                                       "after_probe": True, "rows": {"image": len(cal["images"]),
+                                                                     "text": len(cal["ids"])}}
+            manifest["validation"] = {**vset.describe(n_val_images, n_val_captions, vset.VALIDATION_SEED,
+                                                      "export gate of fp16 and int8 artifacts"),
+                                      "thresholds": VALIDATION_THRESHOLDS}
         for target, prec in plan:
             b = backend(target)
             sub = f"{target}-{prec}"
@@ -147,10 +211,15 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                 name = f"{which}_encoder"
                 t = _stage(log, f"[{sub}] export {name}")
                 path = tmp / sub / f"{name}{b.extension}"
-                calibration = images_np if which == "image" else ids_np
+                if cal is not None:
+                    calibration = cal["images"] if which == "image" else cal["ids"]
+                    other_cal = cal["ref_text"] if which == "image" else cal["ref_image"]
+                else:
+                    calibration = images_np if which == "image" else ids_np
+                    other_cal = ref_text if which == "image" else ref_image
                 result = b.export(wrappers[which], example_input(spec, which), which, prec, path, spec,
                                   {**(backend_options or {}), "ios": ios, "calibration": calibration,
-                                   "other_tower": ref_text if which == "image" else ref_image})
+                                   "other_tower": other_cal})
                 t_export = time.perf_counter() - t
                 t = time.perf_counter()
                 try:
@@ -163,11 +232,25 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                     checked = "numeric" if b.can_run_here else "reference-interpreter"
                     parity = {"checked": checked, **e.figures, "thresholds": THRESHOLDS[prec],
                               "passed": False, "failures": e.failures, "accepted_degraded": True}
+                if prec in VALIDATED and val is not None:
+                    what = f"{sub}/{name}{b.extension}"
+                    try:
+                        parity["validation"] = _validate(b, result.path, which, prec, val, what)
+                    except ParityError as e:
+                        if not (accept_degraded and prec in QUANTIZED):
+                            raise
+                        log(f"        warning: {e}; written anyway (--accept-degraded), never the default")
+                        parity["validation"] = {**e.figures, "thresholds": VALIDATION_THRESHOLDS[prec],
+                                                "passed": False, "failures": e.failures}
+                        parity.update(passed=False, accepted_degraded=True,
+                                      failures=parity.get("failures", []) + [f"validation: {f}" for f in e.failures])
                 size = _size(result.path.parent, result.files)
                 log(f"        {t_export:.1f}s export, {time.perf_counter() - t:.1f}s gate: "
                     + (f"max abs {parity['max_abs']:.2e}, min cos {parity['cosine_min']:.6f}, zero-shot "
                        f"{parity['zero_shot_agreement']:.0%}" + _via(parity) if "max_abs" in parity
                        else "structural check passed (cannot run here)"))
+                if "validation" in parity:
+                    log("        " + _validation_line(parity["validation"]))
                 d = (result.info or {}).get("delegation")
                 if d:
                     log(f"        delegated {d['share_delegated']:.1%} of ops in {d['partitions']} partition(s) "
@@ -195,8 +278,10 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
 def _tradeoffs(artifacts: list, root: Path, image, ids, log, runs: int = 20) -> list:
     """Mark one ``default`` artifact per (target, encoder) and compare quantized variants with their
     float one: size, median latency on this host (``runs`` calls after 3 warm-up calls, one process,
-    the variants timed alternately), parity. A quantized artifact is the default only where it passed
-    its gate and ran at least 5 % faster than the float one here; where it cannot run here it is not."""
+    the variants timed alternately), parity. The parity columns are the validation set's figures where
+    the artifact has them (fp16, int8), else the probe's (fp32). A quantized artifact is the default only
+    where it passed its gate on the probe and on the validation set and ran at least 5 % faster than the
+    float one here; where it cannot run here it is not."""
     groups = {}
     for a in artifacts:
         groups.setdefault((a["target"], a["encoder"]), []).append(a)
@@ -213,18 +298,26 @@ def _tradeoffs(artifacts: list, root: Path, image, ids, log, runs: int = 20) -> 
                                  image if which == "image" else ids, runs) if b.can_run_here else None
         best, decisions = base, []
         for i, a in enumerate(arts):
+            v = a["parity"].get("validation") or {}
+            src = v if "cosine_min" in v else a["parity"]
             row = {"target": target, "encoder": which, "precision": a["precision"], "path": a["path"],
                    "size_bytes": a["size_bytes"], "size_ratio": a["size_bytes"] / base["size_bytes"],
                    "median_ms": times[i] if times else None,
                    "speedup": (times[arts.index(base)] / times[i]) if times else None,
-                   "cosine_min": a["parity"].get("cosine_min"),
-                   "zero_shot_agreement": a["parity"].get("zero_shot_agreement"),
-                   "max_abs": a["parity"].get("max_abs"), "passed": a["parity"].get("passed", True)}
+                   "figures_from": "validation" if src is v else "probe", "rows": src.get("n"),
+                   "cosine_min": src.get("cosine_min"), "cosine_mean": src.get("cosine_mean"),
+                   "rows_below_cosine": src.get("rows_below_cosine"),
+                   "zero_shot_agreement": src.get("zero_shot_agreement"),
+                   "retrieval_agreement": src.get("retrieval_agreement"),
+                   "max_abs": src.get("max_abs"),
+                   "passed": a["parity"].get("passed", True) and v.get("passed", True)}
             rows.append(row)
             if a is base or a["precision"] not in QUANTIZED:
                 continue
             if not row["passed"]:
                 why = "missed its parity bars (--accept-degraded)"
+            elif row["figures_from"] != "validation":
+                why = "not checked on the validation set here"
             elif times is None:
                 why = f"cannot be timed on this host ({b.name} artifacts do not run here)"
             elif row["speedup"] < 1.05:
