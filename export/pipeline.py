@@ -157,12 +157,15 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                             f"({n_val_images} images, {n_val_captions} captions, seed {vset.VALIDATION_SEED})")
             cal_images, cal_caps = vset.calibration_set(spec.image_size)
             val_images, val_caps = vset.validation_set(spec.image_size, n_val_images, n_val_captions)
-            cal_ids, val_ids = fused.tokenize(cal_caps), fused.tokenize(val_caps)
+            cal_ids, val_ids = (fused.tokenize(cal_caps) if cal_caps else None), fused.tokenize(val_caps)
             with torch.no_grad():
-                cal = {"images": np.concatenate([images_np, cal_images]),
-                       "ids": np.concatenate([ids_np, cal_ids.numpy()]),
-                       "ref_image": np.concatenate([ref_image, wrappers["image"](torch.from_numpy(cal_images)).numpy()]),
-                       "ref_text": np.concatenate([ref_text, wrappers["text"](cal_ids).numpy()])}
+                cal = {"images": images_np, "ids": ids_np, "ref_image": ref_image, "ref_text": ref_text}
+                if len(cal_images):
+                    cal["images"] = np.concatenate([images_np, cal_images])
+                    cal["ref_image"] = np.concatenate([ref_image, wrappers["image"](torch.from_numpy(cal_images)).numpy()])
+                if len(cal_caps):
+                    cal["ids"] = np.concatenate([ids_np, cal_ids.numpy()])
+                    cal["ref_text"] = np.concatenate([ref_text, wrappers["text"](cal_ids).numpy()])
                 val = {"images": val_images, "ids": val_ids.numpy(),
                        "ref_image": wrappers["image"](torch.from_numpy(val_images)).numpy(),
                        "ref_text": wrappers["text"](val_ids).numpy()}
@@ -196,8 +199,8 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
             "artifacts": [],
         }
         if needs_sets:
-            manifest["calibration"] = {**vset.describe(vset.CALIBRATION_IMAGES, vset.CALIBRATION_CAPTIONS,
-                                                       vset.CALIBRATION_SEED, "quantization calibration"),
+            manifest["calibration"] = {**vset.describe(len(cal_images), len(cal_caps), vset.CALIBRATION_SEED,
+                                                       "quantization calibration"),
                                        "after_probe": True, "rows": {"image": len(cal["images"]),
                                                                      "text": len(cal["ids"])}}
             manifest["validation"] = {**vset.describe(n_val_images, n_val_captions, vset.VALIDATION_SEED,
