@@ -44,9 +44,20 @@ def test_target_all_writes_a_verified_bundle(s0_bundle):
             for v in variants:
                 assert 1e-5 < v["max_abs"] <= 1.5e-3 and v["cosine_min"] >= 0.99995   # fp16 is emulated
                 assert v["zero_shot_agreement"] == 1.0 and v["interpreter"]["first_nonfinite"] is None
+            # fp16 is held to its bars on the validation set too (32 images, 64 captions never shipped)
+            v = p["validation"]
+            assert v["checked"] == "reference-interpreter" and v["passed"] and v["rows_below_cosine"] == 0
+            assert v["n"] == (32 if a["encoder"] == "image" else 64) and v["n_other"] == (64 if a["encoder"] == "image" else 32)
+            assert v["max_abs"] <= 1.5e-3 and v["cosine_min"] >= 0.99995
+            assert v["zero_shot_agreement"] >= 0.95 and v["retrieval_agreement"] >= 0.95
         else:
             assert p["checked"] == "numeric" and p["passed"]
             assert p["max_abs"] <= 1e-5 and p["zero_shot_agreement"] == 1.0 and p["cosine_min"] > 0.99999
+        if a["precision"] == "fp32":
+            assert "validation" not in p          # fp32 is held to 1e-5 on the probe
+    assert m["validation"]["images"] == 32 and m["validation"]["captions"] == 64 and m["validation"]["seed"] == 0
+    assert m["calibration"]["seed"] == 1 and m["validation"]["shipped"] is False
+    assert not (s0_bundle / "validation").exists()
     text = [a for a in m["artifacts"] if a["encoder"] == "text"]
     assert all(a["inputs"][0]["dtype"] == "int32" for a in text)
     assert not list(s0_bundle.parent.glob(".*partial"))

@@ -7,7 +7,8 @@ not used here; the interpreter evaluates the saved packages.
 
 With random weights seed 0 the probe's 8th caption is a near tie between images 2 and 5 (a 3.1e-5
 margin in the reference); the gate counts a top-1 within ``ZERO_SHOT_TIE`` of the reference's as
-agreeing, so every int8 artifact must pass every bar (no ``accept_degraded``).
+agreeing, so every int8 artifact must pass every bar (no ``accept_degraded``), on the probe and on the
+validation set.
 """
 import json
 import time
@@ -21,7 +22,7 @@ import coremltools as ct  # a pinned dependency: a broken install fails here, ne
 
 from clipdeploy.export.backends import coreml_backend as cb
 from clipdeploy.export.backends.coreml_backend import CoreMLBackend, CoreMLStructureError
-from clipdeploy.export.parity import THRESHOLDS
+from clipdeploy.export.parity import THRESHOLDS, VALIDATION_THRESHOLDS
 from clipdeploy.export.pipeline import export_bundle
 from clipdeploy.latency import coreml_ref as cr
 
@@ -136,8 +137,20 @@ def test_int8_parity_from_manifest(bundle):
             assert v["passed"] and v["thresholds"] == THRESHOLDS["int8"]
             assert v["cosine_min"] >= 0.999 and v["zero_shot_agreement"] >= 0.99
             assert v["interpreter"]["first_nonfinite"] is None
-        # the written package on the calibration rows was evaluated once, while choosing the candidate
+        # the written package was evaluated on the calibration rows while choosing the candidate; the probe
+        # rows are their first rows, so the probe gate reads that evaluation
         assert "int8 candidate evaluation" in p["interpreter"]["reused"]
+        # and on the validation set, which the calibration never saw: every row at the bar, both ways
+        v = p["validation"]
+        assert v["checked"] == "reference-interpreter" and v["passed"] is True
+        assert v["thresholds"] == VALIDATION_THRESHOLDS["int8"] and v["rows_below_cosine"] == 0
+        assert v["cosine_min"] >= 0.999 and v["zero_shot_agreement"] >= 0.95 and v["retrieval_agreement"] >= 0.95
+        f16 = _art(m, "fp16", enc)["parity"]["validation"]
+        assert f16["passed"] and f16["thresholds"] == VALIDATION_THRESHOLDS["fp16"] and f16["cosine_min"] >= 0.99995
+        print(f"\n{enc} validation: int8 min cos {v['cosine_min']:.6f} mean {v['cosine_mean']:.6f} "
+              f"{v['rows_below_cosine']} below, {v['zero_shot_agreement']:.1%} / {v['retrieval_agreement']:.1%} "
+              f"({v['seconds']:.1f} s); fp16 min cos {f16['cosine_min']:.6f}, {f16['zero_shot_agreement']:.1%} / "
+              f"{f16['retrieval_agreement']:.1%} ({f16['seconds']:.1f} s)")
         if enc == "image":
             assert "reused" not in variants[1]["interpreter"]      # the ImageType package ran here
         print(f"\n{enc} int8 gate: cos min {p['cosine_min']:.6f}, max abs {p['max_abs']:.2e}, zero-shot "
@@ -157,15 +170,15 @@ def test_int8_candidates_recorded(bundle):
             assert c["size_bytes"] > 1e6 and c["compressed_ops"] > 0
             assert 0.9 < c["cosine_min"] <= 1.0 and 0.0 <= c["zero_shot_agreement"] <= 1.0
             assert 0 < c["max_abs"] < 1
-            assert c["passed"] == (c["cosine_min"] >= 0.999 and c["zero_shot_agreement"] >= 0.99)
+            # passing on the calibration rows needs a margin over the bar (see INT8_CALIBRATION_COSINE)
+            assert c["passed"] == (c["cosine_min"] >= cb.INT8_CALIBRATION_COSINE and c["zero_shot_agreement"] >= 0.99)
         chosen = cands[q["chosen"]]
         assert q["zero_shot_against"] == "the other tower's reference embeddings"    # the pipeline passes it
         assert chosen["cosine_min"] >= 0.999
         if chosen["passed"]:
             assert chosen["cosine_min"] == max(c["cosine_min"] for c in q["candidates"] if c["passed"])
-        else:       # the near tie of the text probe (see the module docstring) misses with every candidate
-            assert enc == "text" and not any(c["passed"] for c in q["candidates"])
-            assert chosen["zero_shot_agreement"] == a["parity"]["zero_shot_agreement"] >= 0.875
+        else:       # nothing passed: the most accurate one, and the export gate decides
+            assert not any(c["passed"] for c in q["candidates"])
             assert chosen["cosine_min"] == max(c["cosine_min"] for c in q["candidates"])
         assert q["kept_fp16"] == chosen["kept_fp16"]
         if q["fallback"] is None:        # fp16 weights kept only where neither candidate passed
@@ -173,8 +186,10 @@ def test_int8_candidates_recorded(bundle):
         else:
             assert not cands["linear8"]["passed"] and not cands["palettize8"]["passed"]
             assert chosen["name"].endswith("+fp16") and chosen["kept_fp16"]
-        # the gate's figures are the chosen candidate's on the same rows (other tower aside)
-        assert a["parity"]["cosine_min"] == pytest.approx(chosen["cosine_min"], abs=1e-12)
+        # the gate's probe rows are the first calibration rows: its minimum is over a subset of the chosen
+        # candidate's rows, on the same package bytes
+        assert a["parity"]["cosine_min"] >= chosen["cosine_min"] - 1e-12
+        assert q["calibration_cosine"] == cb.INT8_CALIBRATION_COSINE
         print(f"\n{enc}: chosen {q['chosen']}; " + "; ".join(
             f"{c['name']} {c['size_bytes'] / 1e6:.2f} MB cos {c['cosine_min']:.6f} agree "
             f"{c['zero_shot_agreement']:.0%} max abs {c['max_abs']:.2e} {c['compressed_ops']} ops"

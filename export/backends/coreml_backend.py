@@ -58,7 +58,13 @@ INT8_CANDIDATES = ("linear8", "palettize8")
 #: compressed weights reaches this minimum cosine -- half the int8 bar's distance from 1, leaving room
 #: for the fp16 compute the simulation does not model
 INT8_SIM_TARGET = 0.9995
-_INT8_ROUNDS = 2                          # fallback rounds (the second halves the target's distance again)
+_INT8_ROUNDS = 3                          # fallback rounds (each halves the target's distance from 1 again)
+#: the minimum cosine a candidate must keep on the calibration rows to be chosen as it is: a fifth of the int8
+#: bar's distance from 1. The bar itself (0.999) on the rows a candidate was chosen on does not carry over to
+#: inputs it never saw: MobileCLIP-S0 (seed 0) palettize8 image weights kept 0.99916 on the 22 calibration
+#: rows and 0.99894 on one of the 32 validation images; the text tower with 4 weights back in fp16, 0.99956
+#: and 0.99889 on one of 64 validation captions
+INT8_CALIBRATION_COSINE = 0.9998
 
 # Core ML ArrayFeatureType.ArrayDataType -> numpy-style name
 _ARRAY_DTYPES = {65568: "float32", 65600: "float64", 65552: "float16", 131104: "int32", 131080: "int8"}
@@ -343,9 +349,19 @@ class _WeightSim:
             hit = by_key.get(_digest(np.asarray(val).astype(np.float16)))
             if hit is not None:
                 self.targets[name] = hit
+        # one decompression per export: results by the set of replaced names (the fallback's rounds
+        # re-walk the same greedy order with a tighter target)
+        self._memo = {}
+        self._sens = None
 
     def cosine_min(self, replace: dict) -> float:
         """min cosine to the reference with ``{const name: decompressed array}`` in place."""
+        key = frozenset(n for n in replace if n in self.targets)
+        if key not in self._memo:
+            self._memo[key] = self._cosine_min(replace)
+        return self._memo[key]
+
+    def _cosine_min(self, replace: dict) -> float:
         import torch
 
         from clipdeploy.latency.parity import measure
@@ -375,7 +391,9 @@ class _WeightSim:
                "unmatched": sorted(n for n in decompressed if n not in self.targets)}
         keep, cos = [], full
         if full < target:
-            sens = {n: 1.0 - self.cosine_min({n: decompressed[n]}) for n in matched}
+            if self._sens is None:
+                self._sens = {n: 1.0 - self.cosine_min({n: decompressed[n]}) for n in matched}
+            sens = self._sens
             order = sorted(matched, key=lambda n: -sens[n])
             fig["sensitivity_top"] = [[n, sens[n]] for n in order[:8]]
             for n in order:
@@ -661,7 +679,8 @@ class CoreMLBackend(Backend):
                         "zero_shot_agreement": fig["zero_shot_agreement"], "max_abs": fig["max_abs"],
                         "compressed_ops": sum(v for k, v in hist.items() if k.startswith("constexpr_")),
                         "constexpr_ops": {k: v for k, v in hist.items() if k.startswith("constexpr_")},
-                        "kept_fp16": list(keep), "passed": not failures(fig, "int8"),
+                        "kept_fp16": list(keep),
+                        "passed": not failures(fig, "int8") and fig["cosine_min"] >= INT8_CALIBRATION_COSINE,
                         "compress_s": round(t_compress, 2), "interpreter_s": round(time.perf_counter() - t0, 2),
                         "interpreter_seconds_per_run": rinfo["seconds_per_run"]}
                 cands.append(cand)
@@ -701,7 +720,7 @@ class CoreMLBackend(Backend):
                     t0 = time.perf_counter()
                     # the simulation steers the cosine only: a zero-shot miss at the cosine bar (a near
                     # tie of the reference) is left to the export gate
-                    if cand["passed"] or cand["cosine_min"] >= THRESHOLDS["int8"]["min_cosine"]:
+                    if cand["passed"]:
                         break
                 del sim
 
@@ -725,7 +744,9 @@ class CoreMLBackend(Backend):
                 "palettize8": "palettize_weights: per-tensor 256-entry LUT, k-means of the fp16 values",
             },
             "selection": (f"higher minimum cosine to the PyTorch embeddings of the {len(rows)} calibration "
-                          f"rows, Core ML reference interpreter; int8 bars {THRESHOLDS['int8']}"),
+                          f"rows, Core ML reference interpreter; passing: the int8 bars {THRESHOLDS['int8']} "
+                          f"and a minimum cosine of at least {INT8_CALIBRATION_COSINE} on those rows"),
+            "calibration_cosine": INT8_CALIBRATION_COSINE,
             "fallback": fallback,
             "zero_shot_against": ("the other tower's reference embeddings" if other_tower is not None else
                                   "the calibration rows' own reference embeddings (no other tower given)"),
