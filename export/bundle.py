@@ -119,8 +119,8 @@ def _tradeoff_table(manifest: dict) -> str:
         return ""
     v = manifest.get("validation") or {}
     lines = ["", "Quantized variants next to their float artifact (latency: this export host, batch 1; parity: "
-             + (f"the validation set, {v['images']} images and {v['captions']} captions the calibration never saw, "
-                "for fp16 and int8; the probe set for fp32" if v else "the probe set") + "):", "",
+             + (f"the validation set, {v['images']} images and {v['captions']} captions the calibration never saw"
+                if v else "the probe set") + "):", "",
              "| target | encoder | precision | size MB | median ms | speed-up | rows | min cos | mean cos "
              "| below bar | zero-shot | retrieval | default |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -5,7 +5,7 @@ reference interpreter use the same): max abs error of the normalized embeddings,
 and zero-shot top-1 agreement against the other tower's reference embeddings. Never cosine alone.
 fp32: max abs <= 1e-5; fp16: cosine >= 0.99995 and max abs <= 1.5e-3; agreement 100 % for both.
 int8 (quantized): cosine >= 0.999 and zero-shot agreement >= 99 %, no max-abs bar.
-fp16 and int8 artifacts are also held to VALIDATION_THRESHOLDS on the generated validation set (every row at
+Every artifact is also held to VALIDATION_THRESHOLDS on the generated validation set (every row at
 the cosine bar, agreement >= 95 % both ways; see clipdeploy.latency.parity).
 """
 from clipdeploy.latency.parity import (QUANTIZED, THRESHOLDS, VALIDATION_THRESHOLDS, ParityError,  # noqa: F401

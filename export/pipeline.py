@@ -18,8 +18,9 @@ from .targets import ExportInputError, backend, resolve
 from .wrappers import IMAGE_INPUT, OUTPUT, TEXT_INPUT, encoder, example_input
 
 ENCODERS = ("image", "text")
-#: precisions the export also gates on the generated validation set (fp32 is held to 1e-5 on the probe)
-VALIDATED = ("fp16", "int8")
+#: precisions the export also gates on the generated validation set: all of them (fp32 at 1e-5 there too, so
+#: that whichever artifact is the default has passed on inputs beyond the probe)
+VALIDATED = ("fp32", "fp16", "int8")
 
 
 def _stage(log, msg):
@@ -114,11 +115,11 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
     ``out`` untouched; ``accept_degraded`` writes a quantized artifact that missed its bars anyway
     (flagged in the manifest, never the default); ``backend_options`` go to every backend's export
     (e.g. ``{"ort_offline": "auto"}``); ``validation``: ``(images, captions)`` of the generated
-    validation set fp16 and int8 artifacts are gated on (default 32 and 64).
+    validation set every artifact is gated on (default 32 and 64).
 
     Quantization calibrates and tunes on the probe set followed by the generated calibration set
-    (:func:`clipdeploy.models.validation.calibration_set`); the gate holds fp16 and int8 artifacts to
-    the validation set as well, which neither contains."""
+    (:func:`clipdeploy.models.validation.calibration_set`); the gate holds every artifact to the
+    validation set as well, which neither contains."""
     from clipdeploy.models import load_model
     from clipdeploy.models import validation as vset
     from clipdeploy.models.probe import PROBE_CAPTIONS, probe_images, write_probe_files
@@ -204,7 +205,7 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                                        "after_probe": True, "rows": {"image": len(cal["images"]),
                                                                      "text": len(cal["ids"])}}
             manifest["validation"] = {**vset.describe(n_val_images, n_val_captions, vset.VALIDATION_SEED,
-                                                      "export gate of fp16 and int8 artifacts"),
+                                                      "export gate of every artifact"),
                                       "thresholds": VALIDATION_THRESHOLDS}
         for target, prec in plan:
             b = backend(target)
@@ -282,7 +283,7 @@ def _tradeoffs(artifacts: list, root: Path, image, ids, log, runs: int = 20) -> 
     """Mark one ``default`` artifact per (target, encoder) and compare quantized variants with their
     float one: size, median latency on this host (``runs`` calls after 3 warm-up calls, one process,
     the variants timed alternately), parity. The parity columns are the validation set's figures where
-    the artifact has them (fp16, int8), else the probe's (fp32). A quantized artifact is the default only
+    the artifact has them, else the probe's (an artifact that cannot run here). A quantized artifact is the default only
     where it passed its gate on the probe and on the validation set and ran at least 5 % faster than the
     float one here; where it cannot run here it is not."""
     groups = {}

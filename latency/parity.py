@@ -20,7 +20,7 @@ harness (parity next to latency) and the Core ML reference interpreter's verific
 Non-finite outputs give ``max_abs = inf``, NaN cosines, agreement 0 and ``finite = False``.
 
 The probe set (6 images, 8 captions) is what the bundle ships and every runtime re-checks; the export gate
-also holds fp16 and int8 artifacts to :data:`VALIDATION_THRESHOLDS` on a larger generated validation set
+also holds every artifact to :data:`VALIDATION_THRESHOLDS` on a larger generated validation set
 (:mod:`clipdeploy.models.validation`, at least 64 captions and 32 images) that quantization never saw.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ THRESHOLDS = {
     # quantized artifacts (int8 weights and/or activations, 8-bit palettes): no max-abs bar
     "int8": {"max_abs": None, "min_cosine": 0.999, "zero_shot_agreement": 0.99},
 }
-#: the validation gate (fp16 and int8 artifacts, >= 64 captions and >= 32 images the calibration never saw):
+#: the validation gate (every artifact, >= 64 captions and >= 32 images the calibration never saw):
 #: the cosine and max-abs bars of THRESHOLDS on every row (``rows_below_cosine`` must be 0), and agreement
 #: >= 95 % both ways. What 64 / 32 rows can support: a 99 % bar on 64 rows allows no disagreement at all, so
 #: it is really 100 %, and one near-tie flipped by rounding fails it (the S0 int8 image tower, cosine >= 0.99995,

@@ -7,7 +7,7 @@ was never tuned on. So export uses two more sets, generated here from a seed, ne
 * **calibration** (:func:`calibration_set`, seed 1): what quantization calibrates and tunes on (activation
   ranges, which layers stay float);
 * **validation** (:func:`validation_set`, seed 0, disjoint from calibration): what the export gate holds
-  every fp16 and int8 artifact to, at least 64 captions and 32 images.
+  every artifact to (fp32, fp16 and int8, each at its bars), at least 64 captions and 32 images.
 
 Captions are of realistic shape: OpenAI's 80 ImageNet prompt templates (``open_clip.zero_shot_metadata``)
 filled with ImageNet class names, plus short ones (a bare label, an adjective and a label) and long ones
@@ -148,7 +148,7 @@ def images(size: int, n: int, seed: int) -> np.ndarray:
 
 def validation_set(size: int, n_images: int = VALIDATION_IMAGES, n_captions: int = VALIDATION_CAPTIONS,
                    seed: int = VALIDATION_SEED) -> tuple:
-    """``(images [n, 3, size, size] float32, captions)``: what the export gate holds fp16 and int8 artifacts
+    """``(images [n, 3, size, size] float32, captions)``: what the export gate holds every artifact
     to; disjoint from :func:`calibration_set` (captions never repeat one of its captions, images use
     another seed)."""
     cal_caps = captions(CALIBRATION_CAPTIONS, CALIBRATION_SEED)
