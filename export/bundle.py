@@ -153,7 +153,8 @@ def _parity_cell(p: dict) -> str:
     via = " (Core ML reference interpreter)" if p.get("checked") == "reference-interpreter" else ""
     missed = f" — MISSED {'; '.join(p['failures'])} (--accept-degraded)" if p.get("accepted_degraded") else ""
     v = p.get("validation") or {}
-    val = (f"; validation {v['n']} rows: min cos {v['cosine_min']:.6f}, {v['rows_below_cosine']} below the bar, "
-           f"agreement {v['zero_shot_agreement']:.1%} / {v['retrieval_agreement']:.1%}") if "cosine_min" in v else ""
+    val = (f"; validation {v['n']} rows: min cos {v['cosine_min']:.6f}, "
+           + (f"{v['rows_below_cosine']} below the bar, " if "rows_below_cosine" in v else f"max abs {v['max_abs']:.1e}, ")
+           + f"agreement {v['zero_shot_agreement']:.1%} / {v['retrieval_agreement']:.1%}") if "cosine_min" in v else ""
     return (f"probe: max abs {p['max_abs']:.1e}, min cos {p['cosine_min']:.6f}, zero-shot "
             f"{p['zero_shot_agreement']:.0%}{val}{via}{missed}")

@@ -87,8 +87,9 @@ def _validate(b, art_path: Path, which: str, precision: str, val: dict, what: st
 def _validation_line(v: dict) -> str:
     if "cosine_min" not in v:
         return "validation: structural only (cannot run here)"
+    below = f"{v['rows_below_cosine']} below the bar" if "rows_below_cosine" in v else f"max abs {v['max_abs']:.1e}"
     return (f"validation ({v['n']} rows, {v['seconds']:.1f}s): min cos {v['cosine_min']:.6f}, mean "
-            f"{v['cosine_mean']:.6f}, {v['rows_below_cosine']} below the bar, agreement {v['direction']} "
+            f"{v['cosine_mean']:.6f}, {below}, agreement {v['direction']} "
             f"{v['zero_shot_agreement']:.1%}, {v['retrieval_direction']} {v['retrieval_agreement']:.1%}"
             + ("" if v.get("passed", True) else " -- MISSED: " + "; ".join(v["failures"])))
 

@@ -94,7 +94,10 @@ def test_int8_programs_decompress_weights_at_load(bundle):
         assert set(k for k in chk["op_histogram"] if k.startswith("constexpr_")) <= {
             "constexpr_affine_dequantize", "constexpr_lut_to_dense"}                 # the iOS16/17 ops
         by = chk["weight_bytes_by_dtype"]
-        assert by.get("int8", 0) + by.get("uint8", 0) > 0.2 * sum(by.values()), by
+        # the image tower's weights are mostly int8; the text tower's token table (most of its bytes) may stay
+        # fp16 where its int8 rounding would take long captions below the bar on the calibration rows
+        share = 0.2 if enc == "image" else 0.1
+        assert by.get("int8", 0) + by.get("uint8", 0) > share * sum(by.values()), by
         assert chk["compressed_ops"] == a8["info"]["int8"]["candidates"][
             [c["name"] for c in a8["info"]["int8"]["candidates"]].index(a8["info"]["int8"]["chosen"])][
             "compressed_ops"]
@@ -185,7 +188,7 @@ def test_int8_candidates_recorded(bundle):
             assert not chosen["kept_fp16"]
         else:
             assert not cands["linear8"]["passed"] and not cands["palettize8"]["passed"]
-            assert chosen["name"].endswith("+fp16") and chosen["kept_fp16"]
+            assert "+fp16" in chosen["name"] and chosen["kept_fp16"]
         # the gate's probe rows are the first calibration rows: its minimum is over a subset of the chosen
         # candidate's rows, on the same package bytes
         assert a["parity"]["cosine_min"] >= chosen["cosine_min"] - 1e-12
