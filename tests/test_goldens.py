@@ -147,14 +147,15 @@ def test_jvm_written_report_validates_and_is_ingested(jvm_classes, tmp_path, cap
     assert "insufficient data" in out and "1 process, 1 block" in out and "REGRESSION" not in out
 
 
-def test_jvm_processes_merge_into_one_process_level_report(jvm_classes, tmp_path):
-    """Three JVM processes (as `clip-latency android` starts the activity three times), merged: one
-    worker per process, each with its blocks, statistics over the accepted ones."""
+def _three_processes_merge(run, tmp_path, name):
+    """Three processes of a port's report tool (as `clip-latency android` starts the activity three times, or
+    three runs of the iOS benchmark), merged: one worker per process, each with its blocks, statistics over
+    the accepted ones."""
     from clipdeploy.latency.report import merge_process_reports
     reps = []
     for k in range(3):
-        path = tmp_path / f"jvm_{k}.json"
-        r = _report_tool(jvm_classes, GOLDENS / "bundle", path, 10, 2, 0.0, 4)
+        path = tmp_path / f"{name}_{k}.json"
+        r = run(path)
         assert r.returncode == 0, r.stderr[-3000:]
         reps.append(load_report(path))
     for rep in reps:
@@ -169,6 +170,11 @@ def test_jvm_processes_merge_into_one_process_level_report(jvm_classes, tmp_path
             [len(next(x for x in rep["records"] if x["id"] == rec["id"])["steady"]["samples_ms"]) for rep in reps]
         use = [w for w in ws if w["accepted"]] or ws
         assert rec["steady"]["stats"]["n"] == sum(len(w["samples_ms"]) for w in use)
+
+
+def test_jvm_processes_merge_into_one_process_level_report(jvm_classes, tmp_path):
+    _three_processes_merge(lambda path: _report_tool(jvm_classes, GOLDENS / "bundle", path, 10, 2, 0.0, 4),
+                           tmp_path, "jvm")
 
 
 def test_jvm_report_tool_bad_input(jvm_classes, tmp_path):
@@ -211,7 +217,8 @@ def test_swift_written_report_validates_and_is_ingested(swift_tools, tmp_path, c
         assert rec["load"]["cold_s"] > 0 and rec["first_inference_ms"] > 0
         # memory is the process's resident set on Linux, a real figure (not the 0 of an absent probe)
         assert rec["memory"]["source"].startswith("/proc/self/status VmRSS")
-        assert 1 < rec["memory"]["peak_rss_mb"] < 1024
+        mem = rec["memory"]
+        assert 1 < mem["rss_after_load_mb"] <= mem["peak_rss_mb"] < 1024, mem
     into = tmp_path / "reports"
     assert latency_main(["ingest", str(report), "--into", str(into)]) == 0
     out = capsys.readouterr().out
@@ -223,21 +230,8 @@ def test_swift_written_report_validates_and_is_ingested(swift_tools, tmp_path, c
 
 
 def test_swift_processes_merge_into_one_process_level_report(swift_tools, tmp_path):
-    """Three clipdeploy-report processes merged like three runs of the iOS app's benchmark."""
-    from clipdeploy.latency.report import merge_process_reports
-    reps = []
-    for k in range(3):
-        path = tmp_path / f"swift_{k}.json"
-        r = _swift_report(swift_tools, GOLDENS / "bundle", path, 10, 2, 0.0, 4)
-        assert r.returncode == 0, r.stderr[-3000:]
-        reps.append(load_report(path))
-    for rep in reps:
-        assert rep["settings"]["min_blocks"] == 4
-        for rec in rep["records"]:
-            assert len(rec["steady"]["block_ends"]) >= 4
-    merged = merge_process_reports(reps)
-    for rec in merged["records"]:
-        assert len(rec["steady"]["workers"]) == 3 and rec["steady"]["processes"]["processes"] == 3
+    _three_processes_merge(lambda path: _swift_report(swift_tools, GOLDENS / "bundle", path, 10, 2, 0.0, 4),
+                           tmp_path, "swift")
 
 
 def test_swift_report_tool_bad_input(swift_tools, tmp_path):
