@@ -14,6 +14,8 @@ import collections
 import struct
 from pathlib import Path
 
+from clipdeploy.models.errors import ClipDeployError
+
 WEIGHTS_REL = Path("Data") / "com.apple.CoreML" / "weights" / "weight.bin"
 
 # MILBlob BlobDataType codes (coremltools' libmilstoragepython writes uint4 as 11, uint3 as 12)
@@ -22,8 +24,9 @@ BLOB_DTYPES = {1: "float16", 2: "float32", 3: "uint8", 4: "int8", 5: "bfloat16",
                13: "uint6", 14: "int32", 15: "uint32", 16: "float8_e4m3fn", 17: "float8_e5m2"}
 
 
-class CoreMLStructureError(RuntimeError):
-    """A saved .mlpackage (or its weight file) does not have the structure it must have."""
+class CoreMLStructureError(ClipDeployError, RuntimeError):
+    """A saved .mlpackage (or its weight file) does not have the structure it must have (a
+    :class:`~clipdeploy.models.errors.ClipDeployError` and, as before, a ``RuntimeError``)."""
 
 
 def read_weight_blobs(path: Path) -> dict:

@@ -30,11 +30,12 @@ class VerifyInputError(ValueError):
 
 def _programs(bundle: Bundle, art: dict, tmp: Path) -> list:
     """[(label, package path, input scale)] for one manifest artifact."""
-    from .coreml_ref import extract_coreml_from_pte
     path = bundle.path / art["path"]
     if not path.exists():
         raise FileNotFoundError(f"{path} is listed in the manifest but missing")
     if art["target"] == "executorch-coreml":
+        # the .pte container reader (latency.pte_coreml); only a .pte artifact needs it
+        from .pte_coreml import extract_coreml_from_pte
         pkgs = extract_coreml_from_pte(path, tmp / art["path"].replace("/", "_"))
         if len(pkgs) != 1:
             raise ValueError(f"{art['path']}: {len(pkgs)} Core ML delegates; only a program that is one "

@@ -29,14 +29,17 @@ import torch
 from torch import nn
 
 from . import folds
+from clipdeploy.models.errors import ClipDeployError
 
 UNIT_RTOL = 1e-5        # per fold: max abs error <= UNIT_ATOL + UNIT_RTOL * max |reference|
 UNIT_ATOL = 1e-6
 MODEL_TOL = 1e-5        # whole model: normalized-embedding max abs error
 
 
-class FoldError(RuntimeError):
-    """A fold changed what its module computes (beyond fp32 rounding)."""
+class FoldError(ClipDeployError, RuntimeError):
+    """A fold changed what its module computes (beyond fp32 rounding); the CLIs end with its one line
+    and exit 1."""
+    exit_code = 1
 
     def __init__(self, module_name: str, kind: str, max_abs: float, rel: float, tol: float):
         super().__init__(f"fold '{kind}' of module '{module_name}' changed its output: max abs error "

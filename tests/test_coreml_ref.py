@@ -22,6 +22,7 @@ import coremltools as ct  # a pinned dependency: a broken install fails here, ne
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 from coremltools.converters.mil.mil import types  # noqa: E402
 
+from clipdeploy.latency import pte_coreml  # noqa: E402
 from clipdeploy.export.backends.coreml_backend import WEIGHTS_REL, CoreMLBackend  # noqa: E402
 from clipdeploy.export.parity import THRESHOLDS  # noqa: E402
 from clipdeploy.export.wrappers import encoder as make_encoder, example_input  # noqa: E402
@@ -455,7 +456,7 @@ def test_op_param_tables_match_coremltools_registry():
 
     checked = 0
     for ios, spec_version in ((15, 6), (16, 7), (17, 8), (18, 9)):
-        for name, d in cr._OPS.items():
+        for name, d in cr.registry.OPS.items():
             if ios < d.min_ios:
                 continue
             cls = SSAOpRegistry.core_ops[name][spec_version]
@@ -781,7 +782,7 @@ def test_mutation_gelu_tanh_localized(s0, probe_reference, s0_text_activations, 
         cr.verify_mlpackage(bad, ids, ref_txt, "fp32", activations=acts, localize_rtol=1e-5)
     # the unmodified program matches PyTorch's activations op by op
     good = cr.load_program(path)
-    assert cr._localize(good, {"text": ids[:1]}, None, acts, False, 1e-5) is None
+    assert cr.diagnostics.localize(good, {"text": ids[:1]}, None, acts, False, 1e-5) is None
 
 
 def test_mutation_weight_bytes(s0, probe_reference, tmp_path):
@@ -865,7 +866,7 @@ def test_coreml_delegated_pte(fused_session, probe_reference, tmp_path):
     ExecuTorchCoreMLBackend().export(make_encoder(m.module, m.spec, "text"), example_input(m.spec, "text"),
                                      "text", "fp32", pte, m.spec, {"ios": 17})
     t_export = time.perf_counter() - t0
-    pkgs = cr.extract_coreml_from_pte(pte, tmp_path / "extracted")
+    pkgs = pte_coreml.extract_coreml_from_pte(pte, tmp_path / "extracted")
     assert len(pkgs) == 1 and pkgs[0].name == "model.mlpackage"
     assert (pkgs[0].parent / "metadata.json").exists()
     # same bytes as executorch's own (C++) unflattening, where that module is importable
@@ -874,7 +875,7 @@ def test_coreml_delegated_pte(fused_session, probe_reference, tmp_path):
     except ImportError:
         executorchcoreml = None
     if executorchcoreml is not None:
-        payload = cr._pte_payloads(pte.read_bytes())[0][2]
+        payload = pte_coreml._pte_payloads(pte.read_bytes())[0][2]
         theirs = tmp_path / "theirs"
         theirs.mkdir()
         assert executorchcoreml.unflatten_directory_contents(payload, str(theirs))
@@ -891,4 +892,4 @@ def test_coreml_delegated_pte(fused_session, probe_reference, tmp_path):
     print(f"\nS0 text .pte (Core ML delegate): export {t_export:.1f}s, max abs {fig['max_abs']:.2e}, "
           f"{prog.diagnostics['op_count']} ops")
     with pytest.raises(ValueError, match="not an ExecuTorch program"):
-        cr.extract_coreml_from_pte(pkgs[0] / "Manifest.json", tmp_path / "x")
+        pte_coreml.extract_coreml_from_pte(pkgs[0] / "Manifest.json", tmp_path / "x")

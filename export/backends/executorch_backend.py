@@ -47,11 +47,14 @@ from torch import nn
 from clipdeploy.export.backends.base import Backend, BackendUnavailable, ExportResult
 from clipdeploy.export.backends.xnnpack_modules import rewrite_attention_pools, split_large_depthwise
 from clipdeploy.export.wrappers import IMAGE_INPUT, OUTPUT, TEXT_INPUT
+from clipdeploy.models.errors import ClipDeployError
 
 
-class NotDelegated(RuntimeError):
+class NotDelegated(ClipDeployError, RuntimeError):
     """The lowered program has no delegate at all, or leaves compute ops to ExecuTorch's portable
-    kernels (hundreds of times slower than XNNPACK): it is never written."""
+    kernels (hundreds of times slower than XNNPACK): it is never written. ``clip-export`` ends with
+    its one line and exit 1."""
+    exit_code = 1
 
 
 _DATA_MOVEMENT = ("view", "_unsafe_view", "reshape", "permute", "transpose", "expand", "squeeze",
@@ -653,7 +656,8 @@ class ExecuTorchCoreMLBackend(Backend):
         that is one Core ML delegate end to end can be evaluated this way (nothing runs outside it)."""
         import tempfile
 
-        from clipdeploy.latency.coreml_ref import evaluate, extract_coreml_from_pte
+        from clipdeploy.latency.pte_coreml import extract_coreml_from_pte
+        from clipdeploy.latency.coreml_ref import evaluate
         found = structural_check(path)
         if found["coreml_delegates"] != 1 or found["operators_outside"]:
             raise BackendUnavailable(
