@@ -25,6 +25,8 @@ also holds every artifact to :data:`VALIDATION_THRESHOLDS` on a larger generated
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 THRESHOLDS = {
@@ -73,32 +75,37 @@ def _agreement(ref_sim: np.ndarray, got_sim: np.ndarray) -> float:
     return float(np.mean((top_ref == top_got) | tie))
 
 
-def measure(reference: np.ndarray, got: np.ndarray, other_tower: np.ndarray, cosine_bar=None,
+def measure(reference: np.ndarray, got: np.ndarray, other_tower: Optional[np.ndarray], cosine_bar=None,
             both_ways: bool = False) -> dict:
-    """Figures for ``got`` vs ``reference`` ([N, D] each); ``other_tower`` [M, D] for zero-shot;
-    ``cosine_bar``: also count the rows below it; ``both_ways``: also ``retrieval_agreement``."""
+    """Figures for ``got`` vs ``reference`` ([N, D] each); ``other_tower`` [M, D] for zero-shot (None:
+    no ``zero_shot_agreement`` figure); ``cosine_bar``: also count the rows below it; ``both_ways``: also
+    ``retrieval_agreement`` (needs ``other_tower``)."""
     reference, got = np.asarray(reference, np.float64), np.asarray(got, np.float64)
     if reference.shape != got.shape:
         raise ValueError(f"artifact output shape {got.shape} != reference {reference.shape}")
+    if other_tower is None and both_ways:
+        raise ValueError("both_ways needs other_tower")
     extra = {}
     if not np.isfinite(got).all():
         if cosine_bar is not None:
             extra["rows_below_cosine"] = int(len(got))
         if both_ways:
             extra.update(retrieval_agreement=0.0, n_other=int(len(other_tower)))
+        zs = {} if other_tower is None else {"zero_shot_agreement": 0.0}
         return {"max_abs": float("inf"), "cosine_min": float("nan"), "cosine_mean": float("nan"),
-                "zero_shot_agreement": 0.0, "n": int(len(got)), "finite": False, **extra}
+                **zs, "n": int(len(got)), "finite": False, **extra}
     cos = (_unit(reference) * _unit(got)).sum(-1)
-    other = _unit(other_tower)
-    agree = _agreement(reference @ other.T, got @ other.T)
+    zs = {}
+    if other_tower is not None:
+        other = _unit(other_tower)
+        zs["zero_shot_agreement"] = _agreement(reference @ other.T, got @ other.T)
     if cosine_bar is not None:
         extra["rows_below_cosine"] = int((cos < cosine_bar).sum())
     if both_ways:
         extra.update(retrieval_agreement=_agreement(other @ _unit(reference).T, other @ _unit(got).T),
                      n_other=int(len(other)))
     return {"max_abs": float(np.abs(reference - got).max()), "cosine_min": float(cos.min()),
-            "cosine_mean": float(cos.mean()), "zero_shot_agreement": agree, "n": int(len(got)),
-            "finite": True, **extra}
+            "cosine_mean": float(cos.mean()), **zs, "n": int(len(got)), "finite": True, **extra}
 
 
 def failures(figures: dict, precision: str, thresholds: dict = None) -> list:

@@ -82,11 +82,8 @@ def verify_mlpackage(path, inputs, reference, precision: Optional[str] = None, *
     figures = {"path": str(prog.path), "precision": precision, "program_precision": prog.precision,
                "opset": prog.opset, "pessimistic": bool(pessimistic),
                "seconds_per_run": elapsed / max(1, got64.shape[0])}
-    # the parity figures of every artifact (zero-shot agreement with its tie rule); measure always scores
-    # zero-shot against some other tower: without one, none is reported (one reference row is a stand-in)
-    fig = measure(ref, got64, other_tower if other_tower is not None else ref[:1])
-    if other_tower is None:
-        del fig["zero_shot_agreement"]
+    # the parity figures of every artifact (zero-shot agreement with its tie rule; none without other_tower)
+    fig = measure(ref, got64, other_tower)
     figures.update(fig)
     if fig["finite"]:
         failures = missed_bars(figures, precision)
