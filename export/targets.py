@@ -12,8 +12,9 @@ TARGETS = {
     "onnx": ("clipdeploy.export.backends.onnx_backend", "OnnxBackend", "fp32"),
     "executorch": ("clipdeploy.export.backends.executorch_backend", "ExecuTorchBackend", "fp32"),
     "executorch-coreml": ("clipdeploy.export.backends.executorch_backend", "ExecuTorchCoreMLBackend", "fp16"),
+    "litert": ("clipdeploy.export.backends.litert_backend", "LiteRTBackend", "fp32"),
 }
-ALL = ("coreml", "onnx", "executorch")   # --target all (the Core ML-delegated .pte is opt-in)
+ALL = ("coreml", "onnx", "executorch", "litert")   # --target all (the Core ML-delegated .pte is opt-in)
 
 
 class ExportInputError(ClipDeployError):
