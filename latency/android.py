@@ -4,7 +4,8 @@ The contract the app implements (docs/latency.md, "Android benchmark contract"):
 
 * package ``org.clipdeploy.app``, activity ``org.clipdeploy.app.BenchmarkActivity`` (exported);
 * string extra ``bundle``: path of a bundle on the device (pushed to ``/data/local/tmp/clipdeploy/<model>``);
-* string extra ``runtime``: ``executorch`` (XNNPACK ``.pte``) or ``onnxruntime`` (``.onnx``);
+* string extra ``runtime``: ``executorch`` (XNNPACK ``.pte``), ``onnxruntime`` (``.onnx``) or ``litert``
+  (LiteRT ``.tflite`` on XNNPACK);
 * int extras ``runs``, ``warmup``, ``threads`` (0 = the runtime's default), ``min_blocks``; float extra
   ``min_seconds`` (timed work per process, at least);
 * string extra ``report``: where to write the report (default
@@ -33,7 +34,7 @@ PACKAGE = "org.clipdeploy.app"
 ACTIVITY = ".BenchmarkActivity"
 REMOTE_ROOT = "/data/local/tmp/clipdeploy"
 DEFAULT_REPORT = f"/sdcard/Android/data/{PACKAGE}/files/report.json"
-RUNTIMES = ("executorch", "onnxruntime")
+RUNTIMES = ("executorch", "onnxruntime", "litert")
 
 
 class AndroidInputError(ValueError):
@@ -56,7 +57,8 @@ def build_commands(bundle_dir, model: str, adb: str = "adb", serial: Optional[st
     ``stop`` (force-stop: the next start is a fresh process), ``start``, ``poll``, ``poll_error``,
     ``read_error``, ``pull``."""
     if runtime not in RUNTIMES:
-        raise AndroidInputError(f"unknown runtime '{runtime}' for Android: use {' or '.join(RUNTIMES)}")
+        raise AndroidInputError(f"unknown runtime '{runtime}' for Android: use "
+                                f"{', '.join(RUNTIMES[:-1])} or {RUNTIMES[-1]}")
     base = [str(adb)] + (["-s", serial] if serial else [])
     dest = remote_bundle(model, remote_root)
     q = shlex.quote

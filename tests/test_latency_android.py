@@ -41,6 +41,26 @@ def test_adb_commands_without_serial_and_with_odd_paths():
         build_commands("b", "mobileclip_s0", runtime="coreml")
 
 
+def test_adb_start_command_for_litert():
+    c = build_commands("out/mobileclip_s0", "mobileclip_s0", adb="adb", runtime="litert", runs=20, warmup=3,
+                       threads=2)
+    dest = "/data/local/tmp/clipdeploy/mobileclip_s0"
+    assert c["start"] == ["adb", "shell", "am start -W -n org.clipdeploy.app/.BenchmarkActivity "
+                                          f"--es bundle {dest} --es runtime litert --ei runs 20 --ei warmup 3 "
+                                          f"--ei threads 2 --ef min_seconds 2.0 --ei min_blocks 8 "
+                                          f"--es report {DEFAULT_REPORT}"]
+    assert c["push"] == ["adb", "push", "out/mobileclip_s0", dest]
+    # the CLI's --runtime choices come from the same tuple: litert is accepted, an unknown runtime is not
+    from clipdeploy.latency.android import RUNTIMES
+    from clipdeploy.latency.cli import _parser
+    assert "litert" in RUNTIMES
+    assert _parser().parse_args(["android", "b", "--runtime", "litert"]).runtime == "litert"
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["android", "b", "--runtime", "tflite"])
+    with pytest.raises(AndroidInputError, match="use executorch, onnxruntime or litert"):
+        build_commands("b", "mobileclip_s0", runtime="tflite")
+
+
 def test_sample_app_report_is_ingested(tmp_path, capsys):
     assert main(["ingest", str(SAMPLE), "--into", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,4 @@
-// Android bindings for the pure-Java core: ExecuTorch (XNNPACK .pte) and ONNX Runtime encoder runtimes,
+// Android bindings for the pure-Java core: ExecuTorch (XNNPACK .pte), ONNX Runtime and LiteRT (.tflite) encoder runtimes,
 // Bitmap / CameraX pixels -> RgbImage, memory and host probes, and the ClipPipeline used by the app.
 // Needs the Android SDK (Android Studio, or CI's ubuntu runner); not built on the Linux dev machine.
 plugins {
@@ -16,6 +16,7 @@ android {
         // Reported in each record's runtime_versions (neither runtime's Java API exposes its version).
         buildConfigField("String", "EXECUTORCH_VERSION", "\"${libs.versions.executorch.get()}\"")
         buildConfigField("String", "ONNXRUNTIME_VERSION", "\"${libs.versions.onnxruntime.get()}\"")
+        buildConfigField("String", "LITERT_VERSION", "\"${libs.versions.litert.get()}\"")
     }
 
     buildFeatures {
@@ -36,6 +37,8 @@ dependencies {
     api(project(":clipdeploy-core"))
     implementation(libs.executorch.android)
     implementation(libs.onnxruntime.android)
+    // LiteRT 2.3.0: the release that reads what ai-edge-litert 2.3.0 / litert-torch 0.10.0 write (see libs.versions.toml)
+    implementation(libs.litert.runtime)
     // ImageProxy (CameraX analysis frames) in BitmapPixels; compileOnly would force every user to add it.
     implementation(libs.camera.core)
 

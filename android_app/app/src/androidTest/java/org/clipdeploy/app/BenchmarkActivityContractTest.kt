@@ -136,6 +136,21 @@ class BenchmarkActivityContractTest {
     }
 
     @Test
+    fun liteRtIsAcceptedAndTheOtherArtifactsAreSkipped() {
+        amStart(bundleDir.path, "litert", runs = 2, warmup = 0, threads = 2)
+        val outcome = awaitOutcome()
+        if (outcome != report) fail("the app reported an error: ${outcome.readText()}")
+        val m = LatencyReport.read(report)
+        val recs = records(m)
+        assertEquals(2, recs.size)
+        for (r in recs) {
+            assertEquals("skipped", r["status"])
+            assertEquals("runtime not requested (runtime litert)", r["reason"])
+        }
+        assertEquals(listOf<Any>("litert"), Json.list(Json.map(m["settings"])["runtimes"]))
+    }
+
+    @Test
     fun missingBundleWritesOneErrorLine() {
         amStart(File(target.filesDir, "no-such-bundle").path, "executorch")
         val outcome = awaitOutcome()
@@ -151,6 +166,7 @@ class BenchmarkActivityContractTest {
         amStart(bundleDir.path, "coreml")
         val outcome = awaitOutcome(60_000)
         assertEquals(File(report.path + ".error"), outcome)
-        assertTrue(outcome.readText().contains("unknown runtime 'coreml'"))
+        val text = outcome.readText()
+        assertTrue(text, text.contains("unknown runtime 'coreml': use executorch, onnxruntime or litert"))
     }
 }

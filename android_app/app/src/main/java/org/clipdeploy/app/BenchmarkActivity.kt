@@ -25,6 +25,7 @@ import org.clipdeploy.core.BenchmarkRequest
  *         [--ef min_seconds 2.0 --ei min_blocks 8] \
  *         --es report /sdcard/Android/data/org.clipdeploy.app/files/report.json
  *
+ * `runtime` is `executorch`, `onnxruntime` or `litert` (BenchmarkRequest.RUNTIMES; `reference` for the tests).
  * Runs the core benchmark on a background thread with the chosen runtime (the other runtimes' artifacts are
  * listed as skipped), writes `<report>.tmp` and renames it to `<report>`; on any failure writes one line to
  * `<report>.error`. Shows its progress, then finishes; its process (":benchmark") then exits so that the

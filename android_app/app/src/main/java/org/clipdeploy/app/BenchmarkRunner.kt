@@ -10,7 +10,10 @@ import org.clipdeploy.core.Bundle
 import org.clipdeploy.core.LatencyReport
 import org.clipdeploy.core.BenchmarkRequest
 
-/** Runs the core benchmark (clip-latency run's phases) on one runtime and assembles the report. */
+/**
+ * Runs the core benchmark (clip-latency run's phases) on one runtime (executorch, onnxruntime or litert, by
+ * [ClipPipeline.runtime]) and assembles the report.
+ */
 object BenchmarkRunner {
     const val SOURCE = "android-app"
     const val TOOL_NAME = "clipdeploy-android BenchmarkActivity"

@@ -85,8 +85,9 @@ class ClipPipeline private constructor(
         fun runtime(name: String): EncoderRuntime = when (name) {
             ExecuTorchRuntime.NAME -> ExecuTorchRuntime()
             OrtRuntime.NAME -> OrtRuntime()
+            LiteRtRuntime.NAME -> LiteRtRuntime()
             "reference" -> ReferenceRuntime()
-            else -> throw IllegalArgumentException("unknown runtime '$name': use executorch or onnxruntime")
+            else -> throw IllegalArgumentException("unknown runtime '$name': use executorch, onnxruntime or litert")
         }
 
         /**
@@ -119,10 +120,10 @@ class ClipPipeline private constructor(
             val bundle = Bundle.open(bundleDir)
             val rt = runtime(runtimeName)
             rt.configure(threads)
-            val image = pickArtifact(bundle, rt, "image", precision)
-                ?: throw IllegalArgumentException("${bundle.model()}: no image encoder for $runtimeName in $bundleDir")
-            val text = pickArtifact(bundle, rt, "text", precision)
-                ?: throw IllegalArgumentException("${bundle.model()}: no text encoder for $runtimeName in $bundleDir")
+            // the core's selection (the same rule as pickArtifact; for litert it also checks the declared
+            // inputs/outputs and fails with one line naming the problem and the fix)
+            val image = bundle.select(runtimeName, "image", precision)
+            val text = bundle.select(runtimeName, "text", precision)
             val tokenizer = ClipTokenizer.fromBundle(bundle)
             val imageSession = rt.load(image)
             val textSession = try {

@@ -60,12 +60,7 @@ public final class Benchmark {
 
     /** The runtime name a skipped artifact is listed under. */
     static String runtimeFor(Bundle.Artifact a) {
-        switch (a.target) {
-            case "onnx": return "onnxruntime";
-            case "executorch": case "executorch-coreml": return "executorch";
-            case "coreml": return "coreml";
-            default: return a.target;
-        }
+        return Bundle.runtimeForTarget(a.target);
     }
 
     static Map<String, Object> base(Bundle bundle, Bundle.Artifact a, String runtime, String status) {
@@ -114,6 +109,8 @@ public final class Benchmark {
             s = rt.load(a);
             double cold = (System.nanoTime() - t0) / 1e9;
             double afterLoad = memory.currentMb();
+            // again after the load: a runtime may record there what the load applied (LiteRT: its XNNPACK threads)
+            r.put("runtime_options", rt.options());
 
             phase = "first_inference";
             progress.onPhase(a.path, phase, 0, 0);

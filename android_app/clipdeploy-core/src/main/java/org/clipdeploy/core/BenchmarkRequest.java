@@ -9,7 +9,7 @@ import java.util.Map;
 /**
  * The benchmark activity's intent extras, the contract {@code clip-latency android} drives
  * (latency/android.py, docs/latency.md): {@code bundle} (string, a bundle directory on the device),
- * {@code runtime} ("executorch" | "onnxruntime"), {@code runs}, {@code warmup}, {@code threads} (ints;
+ * {@code runtime} ("executorch" | "onnxruntime" | "litert"), {@code runs}, {@code warmup}, {@code threads} (ints;
  * 0 threads = the runtime's default), {@code report} (string, a path) and, optional, {@code min_seconds}
  * (a float, {@code --ef}; seconds of timed work, at least; default 2.0) and {@code min_blocks} (an int;
  * steady-state blocks, at least; default 8). Parsed here, from the extras as a
@@ -34,8 +34,8 @@ public final class BenchmarkRequest {
     public static final int DEFAULT_MIN_BLOCKS = 8;
 
     /** The contract's runtimes; "reference" (the goldens' linear model) is also accepted, for tests. */
-    public static final List<String> RUNTIMES = Collections.unmodifiableList(Arrays.asList("executorch", "onnxruntime"));
-    private static final List<String> ACCEPTED = Arrays.asList("executorch", "onnxruntime", "reference");
+    public static final List<String> RUNTIMES = Collections.unmodifiableList(Arrays.asList("executorch", "onnxruntime", "litert"));
+    private static final List<String> ACCEPTED = Arrays.asList("executorch", "onnxruntime", "litert", "reference");
 
     public final File bundleDir;
     public final String runtime;
@@ -85,7 +85,7 @@ public final class BenchmarkRequest {
         Object r = extras.get(EXTRA_RUNTIME);
         String runtime = r instanceof String && !((String) r).trim().isEmpty() ? ((String) r).trim() : DEFAULT_RUNTIME;
         if (!ACCEPTED.contains(runtime)) {
-            throw new IllegalArgumentException("unknown runtime '" + runtime + "': use executorch or onnxruntime");
+            throw new IllegalArgumentException("unknown runtime '" + runtime + "': use executorch, onnxruntime or litert");
         }
         int runs = intExtra(extras, EXTRA_RUNS, DEFAULT_RUNS);
         int warmup = intExtra(extras, EXTRA_WARMUP, DEFAULT_WARMUP);

@@ -22,7 +22,7 @@ public final class BenchmarkSettings {
     public double minSeconds = 2.0;
     /** Keep sampling until this many blocks have closed (the last, partial block does not count). */
     public int minBlocks = 8;
-    /** The runtime to measure ("executorch", "onnxruntime", "coreml", "reference"); artifacts of others are skipped. */
+    /** The runtime to measure ("executorch", "onnxruntime", "litert", "coreml", "reference"); artifacts of others are skipped. */
     public String runtime;
 
     public BenchmarkSettings() {}

@@ -30,9 +30,18 @@ public final class Bundle {
          * missed its bars; true when the manifest predates the flag.
          */
         public final boolean isDefault;
+        /** The manifest's declared inputs and outputs (empty when it has none or they cannot be read). */
+        public final List<TensorSpec> inputs, outputs;
+        private Bundle owner;
 
         Artifact(String target, String precision, String encoder, String path, File file, Map<String, Object> parity,
                  boolean isDefault) {
+            this(target, precision, encoder, path, file, parity, isDefault, Collections.<TensorSpec>emptyList(),
+                    Collections.<TensorSpec>emptyList());
+        }
+
+        Artifact(String target, String precision, String encoder, String path, File file, Map<String, Object> parity,
+                 boolean isDefault, List<TensorSpec> inputs, List<TensorSpec> outputs) {
             this.target = target;
             this.precision = precision;
             this.encoder = encoder;
@@ -40,11 +49,76 @@ public final class Bundle {
             this.file = file;
             this.parity = parity;
             this.isDefault = isDefault;
+            this.inputs = inputs;
+            this.outputs = outputs;
+        }
+
+        /** The bundle this artifact belongs to (its manifest gives the sizes the artifact is checked against). */
+        public Bundle bundle() {
+            return owner;
         }
 
         @Override
         public String toString() {
             return path;
+        }
+    }
+
+    /**
+     * One declared input or output of an artifact ({@code {"name", "shape", "dtype"}} in the manifest). A dimension
+     * that is not a positive integer (a symbolic "batch", null) is kept as -1, so a dynamic shape can be reported.
+     */
+    public static final class TensorSpec {
+        public final String name, dtype;
+        public final int[] shape;
+
+        public TensorSpec(String name, String dtype, int[] shape) {
+            this.name = name;
+            this.dtype = dtype;
+            this.shape = shape;
+        }
+
+        /** Whether every dimension is a fixed size (no symbolic or unknown dimension). */
+        public boolean isStatic() {
+            for (int d : shape) if (d <= 0) return false;
+            return true;
+        }
+
+        /** "[1, 3, 256, 256]", with "?" for a dimension that is not fixed. */
+        public static String shapeString(int[] shape) {
+            StringBuilder sb = new StringBuilder("[");
+            for (int k = 0; k < shape.length; k++) {
+                if (k > 0) sb.append(", ");
+                sb.append(shape[k] > 0 ? Integer.toString(shape[k]) : "?");
+            }
+            return sb.append(']').toString();
+        }
+
+        @Override
+        public String toString() {
+            return name + " " + dtype + " " + shapeString(shape);
+        }
+
+        /** The manifest's list, leniently: entries that are not {name, dtype, shape} objects are skipped. */
+        static List<TensorSpec> parseList(Object o) {
+            if (!(o instanceof List)) return Collections.emptyList();
+            List<TensorSpec> out = new ArrayList<>();
+            for (Object e : (List<?>) o) {
+                if (!(e instanceof Map)) continue;
+                Map<?, ?> m = (Map<?, ?>) e;
+                Object name = m.get("name"), dtype = m.get("dtype"), shape = m.get("shape");
+                if (!(name instanceof String) || !(dtype instanceof String) || !(shape instanceof List)) continue;
+                List<?> dims = (List<?>) shape;
+                int[] s = new int[dims.size()];
+                for (int k = 0; k < s.length; k++) {
+                    Object d = dims.get(k);
+                    boolean whole = d instanceof Long || d instanceof Integer;
+                    long v = whole ? ((Number) d).longValue() : -1;
+                    s[k] = v > 0 && v <= Integer.MAX_VALUE ? (int) v : -1;
+                }
+                out.add(new TensorSpec((String) name, (String) dtype, s));
+            }
+            return Collections.unmodifiableList(out);
         }
     }
 
@@ -75,6 +149,7 @@ public final class Bundle {
         this.dir = dir;
         this.manifest = manifest;
         this.artifacts = artifacts;
+        for (Artifact a : artifacts) a.owner = this;
     }
 
     public static Bundle open(File dir) throws BundleException {
@@ -101,9 +176,75 @@ public final class Bundle {
             Object parity = a.get("parity");
             arts.add(new Artifact(Json.str(a.get("target")), Json.str(a.get("precision")), Json.str(a.get("encoder")), path,
                     new File(dir, path), parity instanceof Map ? Json.map(parity) : null,
-                    !Boolean.FALSE.equals(a.get("default"))));
+                    !Boolean.FALSE.equals(a.get("default")), TensorSpec.parseList(a.get("inputs")),
+                    TensorSpec.parseList(a.get("outputs"))));
         }
         return new Bundle(dir, m, Collections.unmodifiableList(arts));
+    }
+
+    /** The runtime an artifact's target runs on (clip-export's target -> runtime names, as in clip-latency). */
+    public static String runtimeForTarget(String target) {
+        switch (target) {
+            case "onnx": return "onnxruntime";
+            case "executorch": case "executorch-coreml": return "executorch";
+            case "coreml": return "coreml";
+            case LiteRtSpec.TARGET: return LiteRtSpec.RUNTIME;
+            default: return target;
+        }
+    }
+
+    /** Whether the Android app's runtime called {@code runtime} runs this artifact (target and file type). */
+    public static boolean runsOn(String runtime, Artifact a) {
+        switch (runtime) {
+            case "executorch": return "executorch".equals(a.target) && a.path.endsWith(".pte");
+            case "onnxruntime": return "onnx".equals(a.target) && a.path.endsWith(".onnx");
+            case LiteRtSpec.RUNTIME: return LiteRtSpec.isLiteRt(a);
+            case "reference": return "reference".equals(a.target) && a.path.endsWith(".npy");
+            default: return false;
+        }
+    }
+
+    /** The artifacts the runtime called {@code runtime} runs ({@link #runsOn}), in manifest order. */
+    public List<Artifact> artifactsFor(String runtime) {
+        List<Artifact> out = new ArrayList<>();
+        for (Artifact a : artifacts) if (runsOn(runtime, a)) out.add(a);
+        return out;
+    }
+
+    /**
+     * The artifact {@code runtime} runs for {@code encoder} ("image" / "text"): the requested {@code precision} if
+     * not null, else the manifest's default one, else fp32, else the first. For {@code litert} the artifact's declared
+     * inputs and outputs are checked ({@link LiteRtSpec#check}). Failures are one-line {@link BundleException}s that
+     * name the problem and the fix.
+     */
+    public Artifact select(String runtime, String encoder, String precision) throws BundleException {
+        List<Artifact> candidates = new ArrayList<>();
+        List<String> precisions = new ArrayList<>();
+        for (Artifact a : artifactsFor(runtime)) {
+            if (!a.encoder.equals(encoder)) continue;
+            candidates.add(a);
+            precisions.add(a.precision);
+        }
+        if (candidates.isEmpty()) {
+            String target = LiteRtSpec.RUNTIME.equals(runtime) ? LiteRtSpec.TARGET
+                    : "onnxruntime".equals(runtime) ? "onnx" : runtime;
+            throw new BundleException(dir + ": no " + encoder + " encoder for runtime " + runtime
+                    + ": export one with clip-export --target " + target);
+        }
+        Artifact chosen = null;
+        if (precision != null) {
+            for (Artifact a : candidates) if (a.precision.equals(precision)) { chosen = a; break; }
+            if (chosen == null) {
+                throw new BundleException(dir + ": no " + precision + " " + encoder + " encoder for runtime " + runtime
+                        + " (it has " + String.join(", ", precisions) + "): pick one of those or export " + precision);
+            }
+        } else {
+            for (Artifact a : candidates) if (a.isDefault) { chosen = a; break; }
+            if (chosen == null) for (Artifact a : candidates) if ("fp32".equals(a.precision)) { chosen = a; break; }
+            if (chosen == null) chosen = candidates.get(0);
+        }
+        if (LiteRtSpec.RUNTIME.equals(runtime)) LiteRtSpec.check(this, chosen);
+        return chosen;
     }
 
     public File dir() {

@@ -3,11 +3,11 @@ package org.clipdeploy.core;
 import java.util.Map;
 
 /**
- * A runtime that runs a bundle's encoder artifacts: ExecuTorch and ONNX Runtime on Android
+ * A runtime that runs a bundle's encoder artifacts: ExecuTorch, ONNX Runtime and LiteRT on Android
  * ({@code clipdeploy-android}), Core ML on iOS, the linear {@link ReferenceRuntime} in tests.
  */
 public interface EncoderRuntime {
-    /** The report's runtime name: "executorch", "onnxruntime", "coreml", "reference". */
+    /** The report's runtime name: "executorch", "onnxruntime", "litert", "coreml", "reference". */
     String name();
 
     /** Whether this runtime runs that artifact (target, file type, delegate). */
