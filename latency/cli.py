@@ -1,6 +1,6 @@
 """``clip-latency``: latency + parity of a bundle's artifacts, reports, the regression gate.
 
-    clip-latency run BUNDLE [--runtime onnxruntime|executorch|torch|coreml|all] [--threads N]
+    clip-latency run BUNDLE [--runtime onnxruntime|executorch|litert|torch|coreml|all] [--threads N]
                  [--processes 3] [--min-seconds 2] [--min-blocks 8] [--warmup 10] [--runs 50]
                  [--json OUT] [--html OUT] [--v3 OUT]
     clip-latency compare BASELINE CURRENT [--max-slowdown 10%] [--min-cosine 0.9999]
@@ -31,7 +31,7 @@ def _parser():
     r = sub.add_parser("run", help="measure every artifact of a bundle on every runtime of this host")
     r.add_argument("bundle")
     r.add_argument("--runtime", action="append",
-                   help="onnxruntime, executorch, torch, coreml or all (repeatable, comma-separated; "
+                   help="onnxruntime, executorch, litert, torch, coreml or all (repeatable, comma-separated; "
                         "default all)")
     r.add_argument("--threads", type=int,
                    help="threads per runtime (default 1 on 1-2 available CPUs, else min(4, CPUs - 1): one "
@@ -107,7 +107,7 @@ def _parser():
     a.add_argument("bundle")
     a.add_argument("--serial", "-s")
     a.add_argument("--adb", help="adb executable (default: adb on PATH)")
-    a.add_argument("--runtime", default="executorch", choices=["executorch", "onnxruntime"])
+    a.add_argument("--runtime", default="executorch", choices=__import__(__package__ + ".android", fromlist=["RUNTIMES"]).RUNTIMES)
     a.add_argument("--runs", type=int, default=50)
     a.add_argument("--warmup", type=int, default=10)
     a.add_argument("--threads", type=int, default=0, help="0: the runtime's default")

@@ -13,7 +13,7 @@ import io
 import numpy as np
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
-MARKERS = {"onnxruntime": "o", "executorch": "s", "torch": "^", "coreml": "D"}
+MARKERS = {"onnxruntime": "o", "executorch": "s", "litert": "v", "torch": "^", "coreml": "D"}
 
 
 def _horizontal() -> dict:

@@ -23,7 +23,7 @@ from .stats import summarize
 SCHEMA_VERSION = 1
 KIND = "clipdeploy-latency-report"
 SCHEMA_FILE = "report.schema.json"
-LIBRARIES = ("clipdeploy", "numpy", "torch", "onnxruntime", "executorch", "coremltools", "timm",
+LIBRARIES = ("clipdeploy", "numpy", "torch", "onnxruntime", "executorch", "ai-edge-litert", "coremltools", "timm",
              "open_clip_torch")
 
 
@@ -336,7 +336,7 @@ def header_lines(report: dict) -> list:
 # ---------------------------------------------------------------------------------------------------
 # PyTorch OSS benchmark database ("v3") records
 
-_BACKEND = {"onnxruntime": "onnxruntime-cpu", "executorch": "xnnpack", "torch": "eager",
+_BACKEND = {"onnxruntime": "onnxruntime-cpu", "executorch": "xnnpack", "litert": "litert-xnnpack", "torch": "eager",
             "coreml": "coreml"}
 
 

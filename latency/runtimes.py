@@ -14,7 +14,8 @@ process per artifact × runtime:
 
 Runtimes: ``onnxruntime`` (CPU execution provider, ``intra_op_num_threads`` = threads),
 ``executorch`` (XNNPACK ``.pte`` through ``executorch.runtime``; the XNNPACK thread pool is sized
-before any program is loaded and never reset while programs are alive), ``torch`` (the PyTorch
+before any program is loaded and never reset while programs are alive), ``litert`` (``.tflite`` in
+``ai_edge_litert``'s Interpreter with its default XNNPACK delegate, ``num_threads`` = threads), ``torch`` (the PyTorch
 reference: the bundle's model rebuilt from its recorded weights, reparameterized, eager, computing the
 wrappers' function), ``coreml`` (``MLModel.predict``, macOS only, ``compute_units`` selectable).
 """
@@ -309,6 +310,35 @@ class CoreMLRuntime(Runtime):
         return np.asarray(out, np.float32).reshape(1, -1)
 
 
+class LiteRTRuntime(Runtime):
+    """LiteRT ``.tflite`` through ``ai_edge_litert``'s Interpreter: the XNNPACK delegate LiteRT applies on
+    CPU by default, ``num_threads`` = threads (the interpreter passes it to the delegate it creates). The
+    interpreter and its signature runner are the export gate's own
+    (:mod:`clipdeploy.export.backends.litert_backend`), so both run the artifact the same way."""
+    name = "litert"
+    targets = ("litert",)
+    libraries = ("ai-edge-litert", "litert-torch")
+
+    @classmethod
+    def available(cls):
+        return None if _has("ai_edge_litert") else "ai-edge-litert is not installed (pip install ai-edge-litert)"
+
+    def describe_options(self):
+        return {"threads": self.threads, "delegate": "XNNPACK (LiteRT's default CPU delegate)",
+                "num_threads": self.threads}
+
+    def load(self, art):
+        from clipdeploy.export.backends import litert_backend as lb
+        interp = lb.interpreter(self.bundle.path / art.path, self.threads)
+        d = lb.delegation_figures(interp)
+        if not d["partitions"]:
+            raise RuntimeError(f"{art.path}: the Interpreter applied no XNNPACK delegate")
+        return {"interp": interp, "call": lb.runner(interp), "delegation": d}
+
+    def infer(self, h, x):
+        return h["call"](x)
+
+
 def encoder_fn(module, spec, encoder: str):
     """The function an exported artifact computes (clipdeploy.export.wrappers), on ``module``."""
     import torch
@@ -347,7 +377,7 @@ def structural_flops(model: str, inputs: dict) -> dict:
     return out
 
 
-RUNTIMES = {cls.name: cls for cls in (OnnxRuntime, ExecuTorchRuntime, TorchRuntime, CoreMLRuntime)}
+RUNTIMES = {cls.name: cls for cls in (OnnxRuntime, ExecuTorchRuntime, LiteRTRuntime, TorchRuntime, CoreMLRuntime)}
 
 
 def get_runtime(name: str, bundle: Bundle, options: Optional[dict] = None) -> Runtime:

@@ -99,6 +99,10 @@ def measure(job: dict, res: dict) -> dict:
         import onnxruntime  # noqa: F401
     elif rt.name == "executorch":
         import executorch.runtime  # noqa: F401
+    elif rt.name == "litert":
+        from clipdeploy.export.backends.litert_backend import quiet_fds
+        with quiet_fds():
+            import ai_edge_litert.interpreter  # noqa: F401
     elif rt.name == "torch":
         import torch  # noqa: F401
 
