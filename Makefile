@@ -40,7 +40,7 @@ demo: install
 	@echo "== reparameterize: fold every train-time branch, verify fold by fold, write a fused checkpoint"
 	$(BIN)/clip-reparam --model mobileclip_s0 --checkpoint $(DEMO)/mobileclip_s0_seed0.pt -o $(DEMO)/mobileclip_s0_fused.pt --runs 10
 	$(BIN)/clip-models check mobileclip_s0 --checkpoint $(DEMO)/mobileclip_s0_fused.pt
-	@echo "== export Core ML, ONNX and ExecuTorch bundles, each gated against PyTorch"
+	@echo "== export Core ML, ONNX, ExecuTorch and LiteRT bundles, each gated against PyTorch"
 	$(BIN)/clip-export --model mobileclip_s0 --target all --random-weights 0 --out out/mobileclip_s0 --force
 	@echo "== the Core ML artifacts through the reference interpreter (Core ML predict needs macOS)"
 	$(BIN)/clip-latency verify out/mobileclip_s0

@@ -5,7 +5,7 @@ machine and (``--busy``) beside a busy process pinned to one core.
                                             [--busy] [--processes 3] [--min-seconds 2] [--runtime ...]
                                             [--bundles out/bench] [--reuse] [--json OUT]
 
-For each model a bundle (ONNX + ExecuTorch XNNPACK, seeded weights; with ``--precision int8`` the int8
+For each model a bundle (ONNX + ExecuTorch XNNPACK + LiteRT, seeded weights; with ``--precision int8`` the int8
 variants next to fp32) is exported with ``clip-export`` unless ``--reuse`` finds it, then measured
 with ``clip-latency run`` at each thread count: every artifact × runtime in ``--processes`` fresh
 worker processes, one at a time, round-robin (each runtime alone in its process: an ONNX Runtime
@@ -16,7 +16,8 @@ little cores and background apps, so robustness to a busy core is a property use
 Columns: process-level median (mean of the workers' median block means) and the spread of the workers'
 medians, achieved GFLOP/s, its fraction of this machine's fp32 GEMM peak at that thread count (best of
 torch.mm and ONNX Runtime MatMul on 2048x2048, measured before the runs), artifact size; then XNNPACK ÷
-ONNX Runtime per model/encoder/threads/condition with a hierarchical-bootstrap CI. Markdown to stdout,
+ONNX Runtime and LiteRT ÷ ONNX Runtime per model/encoder/threads/condition with a hierarchical-bootstrap
+CI. Markdown to stdout,
 everything as JSON with ``--json``. Run it on an otherwise idle machine.
 """
 import argparse
@@ -80,7 +81,7 @@ def export(model: str, out: Path, precision, reuse: bool) -> dict:
     manifest = out / "manifest.json"
     if not (reuse and manifest.exists()):
         cmd = [_bin("clip-export"), "--model", model, "--target", "onnx", "--target", "executorch",
-               "--random-weights", "0", "--out", str(out), "--force"]
+               "--target", "litert", "--random-weights", "0", "--out", str(out), "--force"]
         if precision:
             cmd += ["--precision", precision]
         print(f"[export] {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
@@ -169,7 +170,7 @@ def main(argv=None) -> int:
     print()
     print("| model | encoder | condition | threads | runtime | precision | median ms | worker medians | GFLOP/s | of peak | size MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    order = {"onnxruntime": 0, "executorch": 1, "torch": 2}
+    order = {"onnxruntime": 0, "executorch": 1, "litert": 2, "torch": 3}
     for r in sorted(rows, key=lambda r: (r["model"], r["encoder"], r["condition"], r["threads"],
                                          order.get(r["runtime"], 9), r["precision"])):
         print(f"| {r['model']} | {r['encoder']} | {r['condition']} | {r['threads']} | {r['runtime']} | "
@@ -178,24 +179,35 @@ def main(argv=None) -> int:
               f"{r['achieved_gflops'] or 0:.0f} | {(r['fraction_of_peak'] or 0) * 100:.0f}% | "
               f"{(r['size_bytes'] or 0) / 2 ** 20:.1f} |")
     print()
-    print("| model | encoder | condition | threads | ONNX Runtime ms | XNNPACK ms | XNNPACK / ORT (95% CI) | eager torch ms |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | encoder | condition | threads | ONNX Runtime ms | XNNPACK .pte ms | LiteRT ms | "
+          "XNNPACK / ORT (95% CI) | LiteRT / ORT (95% CI) | eager torch ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     ratios = []
-    for (m, e, t, cond, rt, pr), vals in sorted(recs.items()):
-        if rt == "executorch" and pr == "fp32" and (m, e, t, cond, "onnxruntime", "fp32") in recs:
-            ort = recs[(m, e, t, cond, "onnxruntime", "fp32")]
-            b = hierarchical_bootstrap(ort, vals)
-            torch_v = recs.get((m, e, t, cond, "torch", "fp32"))
-            ratios.append({"model": m, "encoder": e, "threads": t, "condition": cond,
-                           "onnxruntime_ms": side_value(ort), "xnnpack_ms": side_value(vals),
-                           "torch_ms": side_value(torch_v) if torch_v else None,
-                           "xnnpack_over_ort": b["ratio"], "ci": [b["ci_low"], b["ci_high"]]})
-            print(f"| {m} | {e} | {cond} | {t} | {side_value(ort):.1f} | {side_value(vals):.1f} | "
-                  f"{b['ratio']:.2f}× ({b['ci_low']:.2f}–{b['ci_high']:.2f}) | "
-                  f"{side_value(torch_v) if torch_v else float('nan'):.1f} |")
+    keys = sorted({(m, e, t, cond) for (m, e, t, cond, rt, pr) in recs if pr == "fp32"})
+    for m, e, t, cond in keys:
+        ort = recs.get((m, e, t, cond, "onnxruntime", "fp32"))
+        if ort is None:
+            continue
+        row = {"model": m, "encoder": e, "threads": t, "condition": cond, "onnxruntime_ms": side_value(ort)}
+        cells = []
+        for rt, key in (("executorch", "xnnpack"), ("litert", "litert")):
+            vals = recs.get((m, e, t, cond, rt, "fp32"))
+            if vals is None:
+                row[f"{key}_ms"] = None
+                cells.append(("n/a", "n/a"))
+                continue
+            bs = hierarchical_bootstrap(ort, vals)
+            row.update({f"{key}_ms": side_value(vals), f"{key}_over_ort": bs["ratio"],
+                        f"{key}_ci": [bs["ci_low"], bs["ci_high"]]})
+            cells.append((f"{side_value(vals):.1f}", f"{bs['ratio']:.2f}× ({bs['ci_low']:.2f}–{bs['ci_high']:.2f})"))
+        torch_v = recs.get((m, e, t, cond, "torch", "fp32"))
+        row["torch_ms"] = side_value(torch_v) if torch_v else None
+        ratios.append(row)
+        print(f"| {m} | {e} | {cond} | {t} | {side_value(ort):.1f} | {cells[0][0]} | {cells[1][0]} | "
+              f"{cells[0][1]} | {cells[1][1]} | {side_value(torch_v) if torch_v else float('nan'):.1f} |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"gemm_peak": peaks, "rows": rows, "xnnpack_vs_ort": ratios,
+        Path(args.json).write_text(json.dumps({"gemm_peak": peaks, "rows": rows, "vs_ort": ratios,
                                                "settings": vars(args)}, indent=2))
     return 0
 

@@ -26,7 +26,8 @@ MANIFEST_SCHEMA_VERSION = 1
 def versions() -> dict:
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for dist in ("clipdeploy", "torch", "torchvision", "timm", "open_clip_torch", "coremltools",
-                 "executorch", "onnx", "onnxruntime", "onnxscript", "numpy"):
+                 "executorch", "onnx", "onnxruntime", "onnxscript", "litert-torch", "ai-edge-litert",
+                 "ai-edge-quantizer", "numpy"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -109,7 +110,30 @@ val out = module.forward(EValue.from(Tensor.fromBlob(pixels, longArrayOf(1, 3, {
 val embedding = out.dataAsFloatArray
 ```
 
-Probe inputs and reference embeddings are in `probe/` (`*.npy`), so any runtime can check its parity.
+{_litert_snippet(manifest)}Probe inputs and reference embeddings are in `probe/` (`*.npy`), so any runtime can check its parity.
+"""
+
+
+def _litert_snippet(manifest: dict) -> str:
+    arts = [a for a in manifest["artifacts"] if a["target"] == "litert"]
+    if not arts:
+        return ""
+    image = next((a for a in arts if a["encoder"] == "image" and a.get("default", True)), arts[0])
+    text = next((a for a in arts if a["encoder"] == "text" and a.get("default", True)), arts[-1])
+    return f"""## Kotlin (LiteRT, Android)
+```kotlin
+// com.google.ai.edge.litert:litert:2.3.0; the CPU accelerator is XNNPACK, and its thread count is set on
+// the delegate itself (Interpreter.Options.setNumThreads does not reach LiteRT's default XNNPACK delegate)
+val options = CompiledModel.Options(Accelerator.CPU).apply {{ cpuOptions = CompiledModel.CpuOptions(numThreads = 2) }}
+val image = CompiledModel.create(context.filesDir.resolve("{image['path']}").path, options)
+val input = image.createInputBuffer("image", "serving_default")       // float32 [1, 3, R, R]
+val output = image.createOutputBuffer("embedding", "serving_default")
+input.writeFloat(pixels)
+image.run(mapOf("image" to input), mapOf("embedding" to output), "serving_default")
+val embedding = output.readFloat()
+// text: "{text['path']}", input "text" int32 [1, 77] (input.writeInt(ids)), same output
+```
+
 """
 
 

@@ -6,7 +6,7 @@
     clip-latency compare BASELINE CURRENT [--max-slowdown 10%] [--min-cosine 0.9999]
     clip-latency report REPORT... [--html OUT] [--markdown [FILE]]
     clip-latency ingest REPORT... [--into DIR]
-    clip-latency android BUNDLE [--serial S] [--adb PATH] [--runtime executorch|onnxruntime] [--runs N]
+    clip-latency android BUNDLE [--serial S] [--adb PATH] [--runtime executorch|onnxruntime|litert] [--runs N]
     clip-latency verify BUNDLE [--encoder image|text] [--pessimistic] [--json OUT]
     clip-latency goldens [--out goldens] [--check]
 

@@ -313,8 +313,8 @@ class CoreMLRuntime(Runtime):
 class LiteRTRuntime(Runtime):
     """LiteRT ``.tflite`` through ``ai_edge_litert``'s Interpreter: the XNNPACK delegate LiteRT applies on
     CPU by default, ``num_threads`` = threads (the interpreter passes it to the delegate it creates). The
-    interpreter and its signature runner are the export gate's own
-    (:mod:`clipdeploy.export.backends.litert_backend`), so both run the artifact the same way."""
+    interpreter and its signature runner are the export gate's own (:mod:`clipdeploy.latency.litert_run`),
+    so both run the artifact the same way."""
     name = "litert"
     targets = ("litert",)
     libraries = ("ai-edge-litert", "litert-torch")
@@ -328,7 +328,7 @@ class LiteRTRuntime(Runtime):
                 "num_threads": self.threads}
 
     def load(self, art):
-        from clipdeploy.export.backends import litert_backend as lb
+        from . import litert_run as lb
         interp = lb.interpreter(self.bundle.path / art.path, self.threads)
         d = lb.delegation_figures(interp)
         if not d["partitions"]:

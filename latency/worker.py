@@ -100,7 +100,7 @@ def measure(job: dict, res: dict) -> dict:
     elif rt.name == "executorch":
         import executorch.runtime  # noqa: F401
     elif rt.name == "litert":
-        from clipdeploy.export.backends.litert_backend import quiet_fds
+        from .litert_run import quiet_fds
         with quiet_fds():
             import ai_edge_litert.interpreter  # noqa: F401
     elif rt.name == "torch":

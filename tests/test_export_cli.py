@@ -29,8 +29,8 @@ def test_target_all_writes_a_verified_bundle(s0_bundle):
     assert m["reparam"]["batchnorm"]["after"] == 0
     assert m["versions"]["torch"] == "2.14.1"
     got = {(a["target"], a["precision"], a["encoder"]) for a in m["artifacts"]}
-    assert got == {(t, p, e) for t, p in (("coreml", "fp16"), ("onnx", "fp32"), ("executorch", "fp32"))
-                   for e in ("image", "text")}
+    assert got == {(t, p, e) for t, p in (("coreml", "fp16"), ("onnx", "fp32"), ("executorch", "fp32"),
+                                          ("litert", "fp32")) for e in ("image", "text")}
     for a in m["artifacts"]:
         assert (s0_bundle / a["path"]).exists()
         assert a["inputs"][0]["name"] == ("image" if a["encoder"] == "image" else "text")

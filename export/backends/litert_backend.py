@@ -14,15 +14,19 @@ Precisions (all from the same fp32 flatbuffer):
   CONV_2D, DEPTHWISE_CONV_2D and EMBEDDING_LOOKUP), dequantized by explicit DEQUANTIZE ops: XNNPACK folds
   them into fp32 weights when it builds its subgraph, so the arithmetic stays fp32 (half the file).
 * ``int8``: candidates built with ``ai-edge-quantizer`` (:data:`INT8_CANDIDATES`): ``dynamic``
-  (int8 per-channel weights, activations quantized at run time), ``static`` (int8 weights and activations,
+  (int8 per-channel weights, activations quantized at run time; depthwise convs stay float, as XNNPACK
+  has no dynamic-range depthwise kernel and would leave them outside the delegate), ``static`` (int8 weights and activations,
   ranges calibrated on ``options["calibration"]``) and ``weight-only`` (int8 weights, float compute: a
   smaller file, never a faster one). Each is held to the int8 bars on the calibration rows (zero-shot
   agreement against ``options["other_tower"]``) and timed at batch 1 against fp32, alternately, in this
-  process; the fastest passing one is written (none faster than fp32: the most accurate passing one).
-  If none passes, the fastest is rebuilt with its first ``k`` weight ops (graph order) kept in float,
+  process; "passing" here is the int8 bars and a cosine of at least :data:`SELECT_COSINE` on every
+  calibration row (a margin: the export gate then holds the artifact to the bars on the validation set,
+  which the choice never saw). The fastest passing one is written (none faster than fp32: the most
+  accurate passing one). If none passes, the fastest is rebuilt with its first ``k`` weight ops (graph order) kept in float,
   ``k`` the smallest that passes, found by bisection on the measured parity (the error a quantized op
-  adds is amplified by every layer after it), and named ``<candidate>+float-k``; if even that fails, the
-  most accurate candidate is written and the export gate rejects it. Recorded in ``info["int8"]``.
+  adds is amplified by every layer after it), and named ``<candidate>+float-k`` (the next fastest
+  candidate where even all weight ops in float do not pass; never ``static``, whose activations stay
+  int8 whatever the weights); if none recovers, the most accurate candidate is written and the export gate rejects it. Recorded in ``info["int8"]``.
 
 Rewrites before conversion (``options["rewrite"]``, default on; :func:`prepare`), each the same function
 up to fp32 rounding and checked by the gate like everything else:
@@ -33,71 +37,36 @@ up to fp32 rounding and checked by the gate like everything else:
 * ``l2-normalize``: ``F.normalize`` as ``x / sqrt(max(sum(x*x), eps²))``: the converter lowers the norm to
   POW, which XNNPACK does not take (a second delegate partition and a CPU op on each side of it).
 
-Delegation figures (``info["delegation"]``, the ``.pte``'s keys): the saved file is loaded in the
-Interpreter and the ops the execution plan still runs outside a DELEGATE node are found by walking back
-from the outputs (a tensor a DELEGATE produces is computed inside it). ``ops_outside`` is their histogram,
-``compute_ops_outside`` those that compute on floats (integer index arithmetic of the EOT pooling and the
-token-embedding lookup are not compute), ``share_delegated`` = delegated ops / all ops of the graph.
+Delegation figures (``info["delegation"]``, the ``.pte``'s keys) come from
+:func:`clipdeploy.latency.litert_run.delegation_figures` on the saved file, which is also what runs it for
+the gate and for ``clip-latency`` (one interpreter set-up for both).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from clipdeploy.latency.litert_run import SIGNATURE, delegation_figures, interpreter, io_spec, quiet_fds, runner
+
 from .base import Backend, BackendUnavailable, ExportResult, time_alternately
 
 IMAGE_INPUT, TEXT_INPUT, OUTPUT = "image", "text", "embedding"
-SIGNATURE = "serving_default"
 INT8_CANDIDATES = ("dynamic", "static", "weight-only")
-#: the ops of a graph that only pick or move data: outside the delegate they cost microseconds
-_INDEXING = ("EMBEDDING_LOOKUP", "GATHER", "GATHER_ND", "ARG_MAX", "ARG_MIN", "RESHAPE", "SQUEEZE",
-             "EXPAND_DIMS", "SLICE", "STRIDED_SLICE", "CONCATENATION", "TRANSPOSE", "SHAPE")
+#: the cosine an int8 candidate must reach on the calibration rows to be chosen: half-way between the int8
+#: bar (0.999) and 1. At the bar itself a candidate that passed there missed on the validation set
+#: (S0 image, weight-only: 0.99901 on the calibration rows, 0.99674 on the validation images)
+SELECT_COSINE = 0.9995
 #: op types the float-casting recipe stores in fp16
 _FP16_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "EMBEDDING_LOOKUP")
 #: ops whose weights the int8 recipes quantize (what the recovery keeps in float, first ones first)
 _WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "EMBEDDING_LOOKUP", "BATCH_MATMUL",
                "TRANSPOSE_CONV")
-
-
-@contextlib.contextmanager
-def quiet_fds(log_path: Optional[Path] = None):
-    """Send everything written to file descriptors 1 and 2 (Python and C++ alike: the converter's
-    progress lines, MLIR and TFLite INFO logs) to a temporary file for the duration; the last lines are
-    attached to any exception raised inside."""
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        saved = [os.dup(1), os.dup(2)]
-        try:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield
-            except Exception as e:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                sink.seek(0)
-                tail = sink.read().decode("utf-8", "replace").strip().splitlines()[-5:]
-                if tail and not getattr(e, "_litert_log", None):
-                    e._litert_log = tail
-                raise
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -210,6 +179,11 @@ def quantize(float_model: bytes, kind: str, encoder: str, calibration: Optional[
 
     name = IMAGE_INPUT if encoder == "image" else TEXT_INPUT
     rec = list(_recipe(kind))
+    if kind == "dynamic":
+        # XNNPACK has no dynamic-range depthwise kernel: a quantized DEPTHWISE_CONV_2D would leave the
+        # delegate (splitting it) to run on LiteRT's reference kernels; their weights are tiny anyway
+        rec.append({"regex": ".*", "operation": "DEPTHWISE_CONV_2D", "algorithm_key": "no_quantize",
+                    "op_config": {}})
     if keep_float:
         rec.append({"regex": "^(?:" + "|".join(re.escape(n) for n in keep_float) + ");$", "operation": "*",
                     "algorithm_key": "no_quantize", "op_config": {}})
@@ -232,88 +206,6 @@ def weight_ops(model: bytes) -> list:
     names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
     return [names[o["outputs"][0]] for o in interp._get_ops_details()
             if o["op_name"] in _WEIGHT_OPS and o["outputs"]]
-
-
-# --------------------------------------------------------------------------------------------------
-# the interpreter
-
-def interpreter(path_or_bytes, threads: Optional[int] = None):
-    """An allocated ``ai_edge_litert`` Interpreter (XNNPACK applied by default on CPU); ``threads``
-    None: the runtime's default."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    kw = {"num_threads": int(threads)} if threads else {}
-    if isinstance(path_or_bytes, (bytes, bytearray)):
-        kw["model_content"] = bytes(path_or_bytes)
-    else:
-        kw["model_path"] = str(path_or_bytes)
-    with quiet_fds():
-        interp = Interpreter(**kw)
-        interp.allocate_tensors()
-    return interp
-
-
-def runner(interp):
-    """``call(x)`` -> float32 embeddings [N, D] for any batch, row by row (the signature is static at 1)."""
-    sig = interp.get_signature_list()
-    if SIGNATURE not in sig or len(sig[SIGNATURE]["inputs"]) != 1:
-        raise RuntimeError(f"a clipdeploy .tflite has one signature {SIGNATURE!r} with one input; got {sig}")
-    name = sig[SIGNATURE]["inputs"][0]
-    run = interp.get_signature_runner(SIGNATURE)
-    dtype = run.get_input_details()[name]["dtype"]
-
-    def call(x):
-        x = np.ascontiguousarray(np.asarray(x), dtype=dtype)
-        rows = [np.asarray(run(**{name: x[i:i + 1]})[OUTPUT], dtype=np.float32) for i in range(len(x))]
-        return np.concatenate(rows)
-    return call
-
-
-def io_spec(interp) -> tuple:
-    run = interp.get_signature_runner(SIGNATURE)
-    ins = [{"name": k, "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name}
-           for k, d in run.get_input_details().items()]
-    outs = [{"name": k, "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name}
-            for k, d in run.get_output_details().items()]
-    return ins, outs
-
-
-def delegation_figures(interp) -> dict:
-    """Which ops of the loaded model run inside an XNNPACK DELEGATE node (module docstring)."""
-    ops = interp._get_ops_details()
-    delegates = [o for o in ops if o["op_name"] == "DELEGATE"]
-    originals = [o for o in ops if o["op_name"] != "DELEGATE"]
-    producer = {}
-    for o in originals:
-        for t in o["outputs"]:
-            producer[t] = o
-    for o in delegates:                       # a tensor a delegate produces is computed inside it
-        for t in o["outputs"]:
-            producer[t] = o
-    seen, outside, compute, used = set(), Counter(), Counter(), 0
-    inputs = {d["index"] for d in interp.get_input_details()}
-    stack = [d["index"] for d in interp.get_output_details()]
-    while stack:
-        o = producer.get(stack.pop())
-        if o is None or o["index"] in seen:
-            continue
-        seen.add(o["index"])
-        if o["op_name"] == "DELEGATE":
-            used += 1
-        else:
-            outside[o["op_name"]] += 1
-            floats = any("float" in str(t).lower() for t in list(o.get("operand_types") or [])
-                         + list(o.get("result_types") or []))
-            constant = all(producer.get(t) is None for t in o["inputs"] if t >= 0 and t not in inputs)
-            if o["op_name"] not in _INDEXING and floats and not (constant and o["op_name"] == "DEQUANTIZE"):
-                compute[o["op_name"]] += 1       # (a DEQUANTIZE of a constant weight runs once, at load)
-        stack.extend(t for t in o["inputs"] if t >= 0)
-    n_out = sum(outside.values())
-    return {"backends": ["XNNPACK"] if used else [], "partitions": used,
-            "ops_total": len(originals), "delegated_ops": len(originals) - n_out,
-            "ops_outside": dict(outside.most_common()), "compute_ops_outside": dict(compute.most_common()),
-            "share_delegated": (len(originals) - n_out) / max(1, len(originals)),
-            "how": "ops the Interpreter's execution plan runs outside its DELEGATE nodes (ai_edge_litert)"}
 
 
 def _threads() -> Optional[int]:
@@ -401,27 +293,38 @@ class LiteRTBackend(Backend):
             rec_by = {r["candidate"]: r for r in records}
             for k, m in zip(kinds, ms[1:]):
                 rec_by[k].update(median_ms=m, speedup=ms[0] / m)
-            passing = [k for k in kinds if rec_by[k]["passed"]]
+            def selectable(figs_or_rec, missed):
+                return not missed and figs_or_rec["cosine_min"] >= SELECT_COSINE
+
+            for k in kinds:
+                rec_by[k]["selectable"] = selectable(rec_by[k], rec_by[k]["failures"])
+            passing = [k for k in kinds if rec_by[k]["selectable"]]
             recovery = None
             if not passing:
                 # the error a quantized op adds is amplified by every layer after it: keep the first k
-                # weight ops in float, k the smallest that passes (bisection on the measured parity)
-                fastest = min(kinds, key=lambda k: rec_by[k]["median_ms"])
+                # weight ops in float, k the smallest that passes (bisection on the measured parity);
+                # the candidates fastest first, until one recovers
                 names = weight_ops(fp32)
-                lo, hi, tried = 0, len(names), []
-                best = None
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    cand = quantize(fp32, fastest, encoder, rows, keep_float=tuple(names[:mid]))
-                    figs = measure(ref, runner(interpreter(cand))(rows), ref if other is None else other)
-                    ok = not failures(figs, "int8")
-                    tried.append({"keep_float": mid, "cosine_min": figs["cosine_min"], "passed": ok})
-                    if ok:
-                        hi, best = mid, (cand, figs)
-                    else:
-                        lo = mid
-                if best is not None:
-                    kind = f"{fastest}+float-{hi}"
+                recovery = {"weight_ops": len(names), "attempts": []}
+                # (not "static": its activations stay int8 whatever the weights, so keeping weight ops in
+                # float cannot recover it; S0 image: cosine 0.56 with 145 of 146 kept)
+                for base in sorted((k for k in kinds if k != "static"), key=lambda k: rec_by[k]["median_ms"]):
+                    lo, hi, tried, best = 0, len(names), [], None
+                    while hi - lo > 1:
+                        mid = (lo + hi) // 2
+                        cand = quantize(fp32, base, encoder, rows, keep_float=tuple(names[:mid]))
+                        figs = measure(ref, runner(interpreter(cand))(rows), ref if other is None else other)
+                        ok = selectable(figs, failures(figs, "int8"))
+                        tried.append({"keep_float": mid, "cosine_min": figs["cosine_min"], "passed": ok})
+                        if ok:
+                            hi, best = mid, (cand, figs)
+                        else:
+                            lo = mid
+                    recovery["attempts"].append({"from": base, "kept_float": hi if best else None,
+                                                 "bisection": tried})
+                    if best is None:
+                        continue
+                    kind = f"{base}+float-{hi}"
                     cand, figs = best
                     call = [runner(interpreter(fp32, _threads())), runner(interpreter(cand, _threads()))]
                     m2 = time_alternately(call, rows[:1], int(options.get("timing_runs", 15)))
@@ -430,12 +333,12 @@ class LiteRTBackend(Backend):
                     rec_by[kind] = {"candidate": kind, "built": True, "size_bytes": len(cand),
                                     "cosine_min": figs["cosine_min"], "max_abs": figs["max_abs"],
                                     "zero_shot_agreement": figs["zero_shot_agreement"], "passed": True,
-                                    "failures": [], "median_ms": m2[1], "speedup": m2[0] / m2[1]}
+                                    "selectable": True, "failures": [], "median_ms": m2[1],
+                                    "speedup": m2[0] / m2[1]}
                     records.append(rec_by[kind])
                     kinds.append(kind)
                     passing = [kind]
-                recovery = {"from": fastest, "weight_ops": len(names), "kept_float": hi if best else None,
-                            "bisection": tried}
+                    break
             faster = [k for k in passing if rec_by[k]["speedup"] > 1.0]
             if faster:
                 chosen = min(faster, key=lambda k: rec_by[k]["median_ms"])
@@ -445,13 +348,14 @@ class LiteRTBackend(Backend):
                 why = "no passing candidate is faster than fp32 here: the most accurate passing one"
             else:
                 chosen = max(kinds, key=lambda k: rec_by[k]["cosine_min"])
-                why = "no candidate passed the int8 bars: the most accurate one (the export gate decides)"
+                why = "no candidate reached the selection bar, even with weight ops in float: the most accurate one (the export gate decides)"
             data = built[chosen]
             extra["int8"] = {"chosen": chosen, "why": why, "candidates": records, "fp32_median_ms": ms[0],
                              "fp32_size_bytes": len(fp32), "calibration_rows": int(len(rows)),
                              "timing": {"batch": 1, "runs": int(options.get("timing_runs", 15)),
                                         "threads": _threads() or "LiteRT default"},
-                             "quantizer": "ai-edge-quantizer", "recovery": recovery}
+                             "quantizer": "ai-edge-quantizer", "selection_cosine": SELECT_COSINE,
+                             "recovery": recovery}
         tmp = out_path.with_name(out_path.name + ".partial")
         tmp.write_bytes(data)
         interp = interpreter(tmp)
