@@ -3,7 +3,7 @@
 Used by the export gate (:mod:`clipdeploy.export.backends.litert_backend`) and by ``clip-latency run
 --runtime litert`` (:class:`clipdeploy.latency.runtimes.LiteRTRuntime`), so both run an artifact the same
 way: the Interpreter with the XNNPACK delegate LiteRT applies by default on CPU (``num_threads`` is
-passed to the delegate it creates; measured here: S0 image 111 ms at 1 thread, 69 ms at 2), the
+passed to the delegate it creates; S0 image, idle: 64.8 ms at 1 thread, 44.1 ms at 2, docs/performance.md), the
 ``serving_default`` signature at batch 1, row by row for a larger batch.
 
 :func:`delegation_figures` says which ops of a loaded model run inside XNNPACK: the ops the execution plan

@@ -33,7 +33,8 @@ up to fp32 rounding and checked by the gate like everything else:
 
 * ``banded-depthwise``: a 7×7 depthwise conv as row bands of at most 25 taps (the rewrite the XNNPACK
   ``.pte`` uses, :mod:`.xnnpack_modules`): LiteRT's XNNPACK delegate runs 7×7 depthwise convs ~2× slower
-  than three banded ones (MobileCLIP-S0 image, 1 thread: 111 -> 67 ms, measured in separate processes);
+  than three banded ones (MobileCLIP-S0 image, idle, 3 processes each: 136.3 -> 62.8 ms at 1 thread, 63.5 -> 35.6 ms at 2;
+  benchmarks/litert_rewrites.py);
 * ``l2-normalize``: ``F.normalize`` as ``x / sqrt(max(sum(x*x), eps²))``: the converter lowers the norm to
   POW, which XNNPACK does not take (a second delegate partition and a CPU op on each side of it).
 
