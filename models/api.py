@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Union
@@ -11,8 +12,8 @@ from torch import nn
 
 from .build import arch_of, build_module, default_arch
 from .checkpoint import checkpoint_layout, load_state_dict_checked, read_state_dict
-from .download import cache_dir, download, sha256_file
-from .errors import ClipDeployError
+from .download import cache_dir, download, hf_download, parse_hf_url, sha256_file
+from .errors import ClipDeployError, DownloadError
 from .layouts import apple_to_native, native_to_apple, to_layout
 from .preprocess import normalize_image, preprocess_image
 from .registry import ModelSpec, get_spec, list_models
@@ -122,7 +123,11 @@ def _is_url(s: str) -> bool:
 
 def resolve_checkpoint(spec: ModelSpec, checkpoint: Union[str, os.PathLike, None],
                        progress: bool = True, sha256: Optional[str] = None) -> Path:
-    """A local file for ``checkpoint``: the file itself, a downloaded URL, or the official weights."""
+    """A local file for ``checkpoint``: the file itself, a downloaded URL, or the official weights.
+
+    Hugging Face URLs (the official MobileCLIP2/TinyCLIP/HF CLIP weights, or a user's
+    ``https://huggingface.co/<repo>/resolve/<rev>/<file>``) go through huggingface_hub and its cache;
+    other URLs (Apple's CDN, OpenAI's azureedge) through the toolkit's own downloader."""
     if checkpoint is None and spec.checkpoint.layout == "hf":
         return download_hf(spec.checkpoint, progress=progress)
     if checkpoint is None:
@@ -130,20 +135,49 @@ def resolve_checkpoint(spec: ModelSpec, checkpoint: Union[str, os.PathLike, None
         if ck.sha256 is None:
             print(f"warning: no published sha256 is known for {spec.name}'s official weights; the "
                   f"download is not checksum-verified", file=sys.stderr)
-        return download(ck.url, sha256=ck.sha256, filename=ck.filename, progress=progress)
+        return _download_url(ck.url, sha256=ck.sha256, filename=ck.filename, progress=progress)
     if isinstance(checkpoint, str) and _is_url(checkpoint):
         official = spec.checkpoint
         expected = sha256 or (official.sha256 if checkpoint == official.url else None)
-        return download(checkpoint, sha256=expected, progress=progress)
+        return _download_url(checkpoint, sha256=expected, progress=progress)
     return Path(checkpoint)
 
 
+def _download_url(url: str, sha256: Optional[str] = None, filename: Optional[str] = None,
+                  progress: bool = True) -> Path:
+    """A Hugging Face file URL through huggingface_hub (its cache, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE);
+    any other URL through the toolkit's own downloader (resume, sha256, rename into place)."""
+    hub = parse_hf_url(url)
+    if hub is not None:
+        repo_id, revision, name = hub
+        return hf_download(repo_id, name, revision=revision, sha256=sha256, progress=progress)
+    return download(url, sha256=sha256, filename=filename, progress=progress)
+
+
 def download_hf(ck, progress: bool = True, dest_dir=None) -> Path:
-    """A Hugging Face CLIPModel directory: the weights and ``config.json`` of ``ck``, in one folder."""
-    dest = Path(dest_dir) if dest_dir else cache_dir() / "hf" / ck.repo.replace("/", "--")
+    """A Hugging Face CLIPModel directory: the weights and ``config.json`` (``ck.extra``) of ``ck``, in one
+    folder. Hub files land in one snapshot of the Hugging Face cache (the extras are fetched at the commit
+    the weights resolved to) and that snapshot folder is returned; ``dest_dir``, or a ``ck.url`` that is
+    not a Hub URL, uses the toolkit's own downloader into ``dest_dir`` or ``$CLIPDEPLOY_CACHE/hf/<repo>``."""
     if ck.sha256 is None:
         print(f"warning: no published sha256 is known for {ck.repo}; the download is not "
               f"checksum-verified", file=sys.stderr)
+    hub = parse_hf_url(ck.url) if dest_dir is None else None
+    if hub is not None:
+        repo_id, revision, name = hub
+        weights = hf_download(repo_id, name, revision=revision, sha256=ck.sha256, progress=progress)
+        snapshot = weights.parent
+        # the snapshot folder is named by the commit the weights came from: fetch the extras at that commit
+        commit = snapshot.name if re.fullmatch(r"[0-9a-f]{40}", snapshot.name) else revision
+        for filename, url in ck.extra:
+            extra = parse_hf_url(url)
+            extra_repo, extra_name = (extra[0], extra[2]) if extra else (repo_id, filename)
+            got = hf_download(extra_repo, extra_name, revision=commit, progress=progress)
+            if got.parent != snapshot:
+                raise DownloadError(f"{extra_repo}/{extra_name} did not land next to {repo_id}/{name} in "
+                                    f"{snapshot}; the extra must come from the same repo")
+        return snapshot
+    dest = Path(dest_dir) if dest_dir else cache_dir() / "hf" / ck.repo.replace("/", "--")
     download(ck.url, sha256=ck.sha256, filename=ck.filename, dest_dir=dest, progress=progress)
     for filename, url in ck.extra:
         download(url, filename=filename, dest_dir=dest, progress=progress)

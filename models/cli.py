@@ -33,7 +33,9 @@ def _parser():
     s = sub.add_parser("info", help="one model's spec")
     s.add_argument("model")
     s.add_argument("--json", action="store_true")
-    s = sub.add_parser("fetch", help="download (and verify) a model's weights into the cache")
+    s = sub.add_parser("fetch", help="download (and verify) a model's weights into the cache (Hugging Face "
+                                     "weights: the Hugging Face cache, honouring HF_ENDPOINT, HF_TOKEN, "
+                                     "HF_HUB_OFFLINE)")
     s.add_argument("model")
     s.add_argument("--checkpoint", help="URL to fetch instead of the official one")
     s.add_argument("--sha256", help="expected sha256 of --checkpoint")
@@ -76,12 +78,12 @@ def _info(args):
 
 
 def _fetch(args):
-    from .api import resolve_checkpoint
-    from .download import sha256_file
+    from .api import checkpoint_sha, resolve_checkpoint
     from .registry import get_spec
     spec = get_spec(args.model)
     path = resolve_checkpoint(spec, args.checkpoint, sha256=args.sha256)
-    print(f"{spec.name}: {path} (sha256 {sha256_file(path)})")
+    # a Hugging Face CLIPModel checkpoint is a folder (a snapshot of the HF cache): sha256 of its weights
+    print(f"{spec.name}: {path} (sha256 {checkpoint_sha(path)})")
     return 0
 
 
