@@ -15,7 +15,7 @@ import torch
 
 from .errors import CheckpointError, CheckpointMismatchError
 from .torchscript import is_torchscript_archive, read_torchscript_weights
-from .layouts import detect_layout, from_layout, tinyclip_canonical, to_layout
+from .layouts import check_openai_constants, detect_layout, from_layout, tinyclip_canonical, to_layout
 
 SHOW = 5  # keys listed per category in an error message
 FUSED_MARKER = "__clipdeploy_fused__"  # written by clip-reparam (clipdeploy.reparam.fused_state_dict)
@@ -211,6 +211,9 @@ def load_state_dict_checked(module, spec, sd: dict, source: str = "checkpoint") 
         from .hf import drop_position_ids
         sd = drop_position_ids(sd)
         expected = _shapes(module.state_dict())
+    elif layout == "openai":  # OpenAI's input_resolution/context_length/vocab_size: checked, not loaded
+        sd = check_openai_constants(sd, spec, source)
+        expected = _shapes(to_layout(module.state_dict(), module, spec, layout))
     elif layout == "tinyclip":  # compared with the fork's key variants folded together
         sd = tinyclip_canonical(sd)
         expected = _shapes(tinyclip_canonical(to_layout(module.state_dict(), module, spec, layout)))

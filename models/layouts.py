@@ -44,12 +44,45 @@ def detect_layout(keys) -> str:
 # OpenAI (root text keys) and the TinyCLIP fork (wrapped towers) <-> native
 
 
-OPENAI_NOT_WEIGHTS = ("input_resolution", "context_length", "vocab_size")
+# Constants OpenAI's published CLIP files keep next to the weights, as 0-dim int tensors (OpenAI's own
+# loader, clip/model.py build_model, deletes them before load_state_dict), with the spec field each
+# must equal. They are read only at the checkpoint's root.
+OPENAI_CONSTANTS = (("input_resolution", "image_size"), ("context_length", "context_length"),
+                    ("vocab_size", "vocab_size"))
+OPENAI_NOT_WEIGHTS = tuple(k for k, _ in OPENAI_CONSTANTS)
+
+
+def check_openai_constants(sd: dict, spec, source: str = "checkpoint") -> dict:
+    """``sd`` without OpenAI's ``input_resolution``/``context_length``/``vocab_size`` entries, after
+    checking each one present against ``spec``; a value that differs raises
+    :class:`~.errors.CheckpointMismatchError` naming the key, the value found and the one expected."""
+    from .errors import CheckpointMismatchError
+    for key, field in OPENAI_CONSTANTS:
+        if key not in sd:
+            continue
+        v, want = sd[key], getattr(spec, field)
+        found = v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else None
+        try:
+            integral = found is not None and float(found) == int(found)
+        except (ValueError, OverflowError):        # nan, inf
+            integral = False
+        if not integral:
+            shown = list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise CheckpointMismatchError(
+                f"checkpoint {source}: '{key}' must be a single integer (found a tensor of shape {shown}); "
+                f"it is not an OpenAI CLIP file: pass OpenAI's .pt or a plain state dict of '{spec.name}'",
+                unexpected=[key])
+        if int(found) != want:
+            raise CheckpointMismatchError(
+                f"checkpoint {source} has {key} = {int(found)}, but '{spec.name}' expects {key} = {want} "
+                f"(its {field}): it is a checkpoint of another model; pass a {spec.name} checkpoint or "
+                f"choose the model it was made for", mismatched=[key])
+    return {k: v for k, v in sd.items() if k not in OPENAI_NOT_WEIGHTS}
 
 
 def openai_to_native(sd: dict) -> dict:
     """OpenAI's CLIP state dict (text tower at the root) -> native, by open_clip's own converter; the
-    constants OpenAI's TorchScript models keep as tensors are dropped."""
+    constants OpenAI's files keep as tensors (checked by :func:`check_openai_constants`) are dropped."""
     from open_clip.model import convert_to_custom_text_state_dict
     return convert_to_custom_text_state_dict({k: v for k, v in sd.items() if k not in OPENAI_NOT_WEIGHTS})
 

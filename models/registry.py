@@ -219,6 +219,25 @@ _SPECS += [
                  1024, 512, 8, _OPENAI.format(
                      "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762", "RN50.pt"),
                  ("clip_rn50",)),
+    # the rest of OpenAI's clip.available_models() ResNets (clip/clip.py _MODELS); towers from open_clip's
+    # RN101/RN50x4/RN50x16/RN50x64-quickgelu configs: layers [3,4,23,3] / [4,6,10,6] / [6,8,18,8] /
+    # [3,15,36,10], stem width 64 / 80 / 96 / 128, text width = embed dim, heads = width / 64
+    _openai_spec("openai_rn101", "RN101-quickgelu", "ModifiedResNet-101 (open_clip), attention pooling", 224,
+                 512, 512, 8, _OPENAI.format(
+                     "8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599", "RN101.pt"),
+                 ("clip_rn101",)),
+    _openai_spec("openai_rn50x4", "RN50x4-quickgelu", "ModifiedResNet-50x4 (open_clip), attention pooling",
+                 288, 640, 640, 10, _OPENAI.format(
+                     "7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd", "RN50x4.pt"),
+                 ("clip_rn50x4",)),
+    _openai_spec("openai_rn50x16", "RN50x16-quickgelu", "ModifiedResNet-50x16 (open_clip), attention pooling",
+                 384, 768, 768, 12, _OPENAI.format(
+                     "52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa", "RN50x16.pt"),
+                 ("clip_rn50x16",)),
+    _openai_spec("openai_rn50x64", "RN50x64-quickgelu", "ModifiedResNet-50x64 (open_clip), attention pooling",
+                 448, 1024, 1024, 16, _OPENAI.format(
+                     "be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c", "RN50x64.pt"),
+                 ("clip_rn50x64",)),
     _openai_spec("openai_vit_b32", "ViT-B-32-quickgelu", "ViT-B/32, width 768, 12 layers", 224, 512, 512,
                  8, _OPENAI.format("40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
                                    "ViT-B-32.pt"), ("clip_vit_b32", "openai_vit_b_32"),

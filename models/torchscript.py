@@ -22,8 +22,10 @@ _STORAGE_DTYPES = {
     "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
     "BoolStorage": torch.bool,
 }
-# tensors a scripted CLIP carries that are not weights (masks and constants recomputed at build time)
+# tensors a scripted CLIP carries that are not weights (masks and constants recomputed at build time);
+# the root's ROOT_CONSTANTS are kept: the checkpoint loader checks them against the model's spec
 NOT_WEIGHTS = ("attn_mask", "input_resolution", "context_length", "vocab_size")
+ROOT_CONSTANTS = ("input_resolution", "context_length", "vocab_size")
 
 
 class _Record:
@@ -98,4 +100,4 @@ def read_torchscript_weights(path) -> dict:
             tree = _Unpickler(f, zf, root).load()
     out: dict = {}
     _walk(tree, "", out)
-    return {k: v for k, v in out.items() if k.rsplit(".", 1)[-1] not in NOT_WEIGHTS}
+    return {k: v for k, v in out.items() if k in ROOT_CONSTANTS or k.rsplit(".", 1)[-1] not in NOT_WEIGHTS}

@@ -9,7 +9,7 @@ from clipdeploy.models.cli import main
 def test_list_and_info_json(capsys):
     assert main(["list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["name"] for r in rows][:2] == ["mobileclip_s0", "mobileclip_s1"] and len(rows) == 25
+    assert [r["name"] for r in rows][:2] == ["mobileclip_s0", "mobileclip_s1"] and len(rows) == 29
     assert main(["info", "mobileclip_b", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["image_size"] == 224 and info["checkpoint"]["sha256"].startswith("0dd1d92c")

@@ -6,7 +6,8 @@ from clipdeploy.models import REGISTRY, UnknownModelError, get_spec, list_models
 
 EXPECTED = ["mobileclip_s0", "mobileclip_s1", "mobileclip_s2", "mobileclip_b", "mobileclip_blt",
             "mobileclip2_s0", "mobileclip2_s2", "mobileclip2_b", "mobileclip2_s3", "mobileclip2_s4",
-            "mobileclip2_l14", "openai_rn50", "openai_vit_b32", "openai_vit_b16", "openai_vit_l14",
+            "mobileclip2_l14", "openai_rn50", "openai_rn101", "openai_rn50x4", "openai_rn50x16",
+            "openai_rn50x64", "openai_vit_b32", "openai_vit_b16", "openai_vit_l14",
             "openai_vit_l14_336", "tinyclip_vit_8m_16_text_3m", "tinyclip_vit_39m_16_text_19m",
             "tinyclip_vit_40m_32_text_19m", "tinyclip_vit_61m_32_text_29m", "tinyclip_resnet_19m_text_19m",
             "tinyclip_resnet_30m_text_29m", "tinyclip_auto_vit_63m_32_text_31m",
@@ -76,3 +77,27 @@ def test_openai_and_tinyclip_facts():
     auto = get_spec("tinyclip_auto_vit_22m_32_text_10m")
     assert auto.pruned and auto.layouts == ("tinyclip", "native")
     assert open_clip_config(auto)["vision_cfg"]["width"] == 768   # pruned from ViT-B/32
+
+
+def test_openai_resnets_are_the_rest_of_clip_available_models():
+    """OpenAI's clip/clip.py _MODELS: RN101, RN50x4, RN50x16, RN50x64 next to RN50, each URL carrying
+    the file's sha256 as its second-to-last part."""
+    from clipdeploy.models.build import open_clip_config
+    want = {
+        "openai_rn101": ("RN101.pt", "8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599",
+                         224, 512, 512, 8),
+        "openai_rn50x4": ("RN50x4.pt", "7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd",
+                          288, 640, 640, 10),
+        "openai_rn50x16": ("RN50x16.pt", "52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa",
+                           384, 768, 768, 12),
+        "openai_rn50x64": ("RN50x64.pt", "be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c",
+                           448, 1024, 1024, 16),
+    }
+    for name, (file, sha, size, embed, width, heads) in want.items():
+        s = get_spec(name)
+        assert s.checkpoint.url == f"https://openaipublic.azureedge.net/clip/models/{sha}/{file}"
+        assert s.checkpoint.sha256 == sha and s.checkpoint.filename == file and s.checkpoint.layout == "openai"
+        assert (s.image_size, s.resize_size, s.embed_dim, s.text_width, s.text_heads) == (size, size, embed, width, heads)
+        assert s.layouts == ("openai", "native") and s.interpolation == "bicubic" and s.causal_text
+        assert s.open_clip_config == file[:-3] + "-quickgelu" and open_clip_config(s)["quick_gelu"]
+        assert get_spec("clip_" + name[len("openai_"):]).name == name

@@ -31,6 +31,8 @@ CASES = [
     ("openai_vit_b32", "hf"),
     ("openai_vit_b32", "openai"),
     ("openai_rn50", "openai"),
+    ("openai_rn101", "openai"),
+    ("openai_rn50x4", "openai"),
 ]
 IDS = [f"{m}-{f}" for m, f in CASES]
 
@@ -73,9 +75,10 @@ def write_fork(m, path, duplicate: bool):
     return path
 
 
-def write_openai_torchscript(m, path):
+def write_openai_torchscript(m, path, constants=None):
     """An fp16 TorchScript archive of open_clip's CLIP holding the weights, as OpenAI's files are
-    (their ``input_resolution``/``context_length``/``vocab_size`` constants included)."""
+    (their ``input_resolution``/``context_length``/``vocab_size`` constants included; ``constants``
+    overrides their values)."""
     from open_clip.model import CLIP
     cfg = open_clip_config(m.spec)
     clip = CLIP(**cfg).eval()
@@ -83,7 +86,9 @@ def write_openai_torchscript(m, path):
     mask = clip.attn_mask
     del clip._buffers["attn_mask"]
     clip.attn_mask = mask                    # OpenAI's mask is an attribute, not a weight
-    for k, v in (("input_resolution", m.spec.image_size), ("context_length", 77), ("vocab_size", 49408)):
+    values = {"input_resolution": m.spec.image_size, "context_length": 77, "vocab_size": 49408,
+              **(constants or {})}
+    for k, v in values.items():
         if hasattr(clip, k):
             delattr(clip, k)
         clip.register_buffer(k, torch.tensor(v))
@@ -259,7 +264,9 @@ def test_torchscript_reader_refuses_code(tmp_path):
         load_model("openai_rn50", checkpoint=bad)
 
 
-OTHERS = [n for n in list_models() if get_spec(n).family in ("openai", "tinyclip")]
+# openai_rn50x64 (420M image parameters: ~70 s and 6.3 GB to seed and encode once here) is checked on
+# the meta device instead (test_rn50x64_builds_with_openai_keys_on_the_meta_device)
+OTHERS = [n for n in list_models() if get_spec(n).family in ("openai", "tinyclip") and n != "openai_rn50x64"]
 
 
 @pytest.mark.parametrize("model", OTHERS)
@@ -365,3 +372,147 @@ def check_export(seeded_model, model, fmt, tmp_path):
         assert not d["compute_ops_outside"], d
     assert man["checkpoint"]["layout"] == ("hf" if fmt.startswith("hf") else fmt)
     return man
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAI's constants next to the weights: input_resolution, context_length, vocab_size
+
+
+def _constants(input_resolution=224, context_length=77, vocab_size=49408):
+    """As OpenAI's files carry them: 0-dim int64 tensors."""
+    return {"input_resolution": torch.tensor(input_resolution), "context_length": torch.tensor(context_length),
+            "vocab_size": torch.tensor(vocab_size)}
+
+
+def test_openai_constants_in_a_plain_state_dict_are_accepted_and_checked(seeded_model, tmp_path):
+    from clipdeploy.models.checkpoint import save_state_dict
+    m = seeded_model("openai_rn50")
+    plain = save_state_dict(m.state_dict("openai"), tmp_path / "plain.pt")
+    sd = {**m.state_dict("openai"), **_constants()}
+    assert sd["input_resolution"].dim() == 0 and sd["input_resolution"].dtype == torch.int64
+    torch.save(sd, tmp_path / "with_constants.pt")
+    a = load_model("openai_rn50", checkpoint=plain)
+    b = load_model("openai_rn50", checkpoint=tmp_path / "with_constants.pt")
+    assert b.layout == "openai"
+    x, ids = probe_images(224, 3), m.tokenize(PROBE_CAPTIONS[:3])
+    assert torch.equal(a.encode_image(x), b.encode_image(x)) and torch.equal(a.encode_text(ids), b.encode_text(ids))
+    assert torch.equal(b.encode_image(x), m.encode_image(x))
+    # a value that does not fit the spec: one line naming the key, the value found and the expected one
+    torch.save({**sd, "input_resolution": torch.tensor(336)}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointMismatchError) as e:
+        load_model("openai_rn50", checkpoint=tmp_path / "bad.pt")
+    msg = str(e.value)
+    assert "input_resolution = 336" in msg and "expects input_resolution = 224" in msg and "\n" not in msg, msg
+    from clipdeploy.models.checkpoint import load_state_dict_checked   # the others: same loader, one module
+    module = build_module(m.spec)
+    for key, bad, want in (("context_length", 64, 77), ("vocab_size", 49409, 49408)):
+        with pytest.raises(CheckpointMismatchError, match=f"{key} = {bad}, but 'openai_rn50' expects {key} = {want}"):
+            load_state_dict_checked(module, m.spec, {**sd, key: torch.tensor(bad)})
+    with pytest.raises(CheckpointMismatchError, match="'input_resolution' must be a single integer"):
+        load_state_dict_checked(module, m.spec, {**sd, "input_resolution": torch.tensor([224, 224])})
+    with pytest.raises(CheckpointMismatchError, match="'vocab_size' must be a single integer"):
+        load_state_dict_checked(module, m.spec, {**sd, "vocab_size": torch.tensor(float("nan"))})
+    # any other extra key is still refused
+    torch.save({**sd, "input_resolution_px": torch.tensor(224)}, tmp_path / "extra.pt")
+    with pytest.raises(CheckpointMismatchError, match=r"1 unexpected keys \(e.g. input_resolution_px\)"):
+        load_model("openai_rn50", checkpoint=tmp_path / "extra.pt")
+
+
+def test_openai_constants_in_a_torchscript_archive_are_checked(seeded_model, tmp_path):
+    from clipdeploy.models.torchscript import read_torchscript_weights
+    m = seeded_model("openai_vit_b32")
+    good = write_openai_torchscript(m, tmp_path / "good.pt")
+    sd = read_torchscript_weights(good)
+    assert int(sd["input_resolution"]) == 224 and int(sd["vocab_size"]) == 49408
+    assert not any(k.endswith("attn_mask") for k in sd)
+    x = probe_images(224, 2)
+    assert float((load_model("openai_vit_b32", checkpoint=good).encode_image(x) - m.encode_image(x)).abs().max()) < 2e-2
+    bad = write_openai_torchscript(m, tmp_path / "ViT-L-14-336px.pt", constants={"input_resolution": 336})
+    with pytest.raises(CheckpointMismatchError, match="input_resolution = 336, but 'openai_vit_b32' expects "
+                                                      "input_resolution = 224"):
+        load_model("openai_vit_b32", checkpoint=bad)
+
+
+def test_clip_models_check_reports_a_wrong_openai_constant_in_one_line(seeded_model, tmp_path):
+    import subprocess
+    import sys
+    m = seeded_model("openai_rn50")
+    torch.save({**m.state_dict("openai"), **_constants(input_resolution=288)}, tmp_path / "rn50.pt")
+    r = subprocess.run([sys.executable, "-m", "clipdeploy.models.cli", "check", "openai_rn50", "--checkpoint",
+                        str(tmp_path / "rn50.pt")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, r
+    lines = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "input_resolution = 288" in lines[0] and "expects input_resolution = 224" in lines[0], lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAI's other ResNets: RN101, RN50x4, RN50x16, RN50x64
+
+
+def _bn_count(layers):
+    return 3 + 3 * sum(layers) + 4      # stem, three per bottleneck, one per stage downsample
+
+
+RESNETS = {"openai_rn50": ([3, 4, 6, 3], 224, 1024), "openai_rn101": ([3, 4, 23, 3], 224, 512),
+           "openai_rn50x4": ([4, 6, 10, 6], 288, 640), "openai_rn50x16": ([6, 8, 18, 8], 384, 768),
+           "openai_rn50x64": ([3, 15, 36, 10], 448, 1024)}
+
+
+@pytest.mark.parametrize("model", list(RESNETS))
+def test_openai_resnet_specs_follow_open_clip(model):
+    layers, size, embed = RESNETS[model]
+    spec = get_spec(model)
+    cfg = open_clip_config(spec)
+    assert cfg["vision_cfg"]["layers"] == layers and cfg["vision_cfg"]["image_size"] == size == spec.image_size
+    assert cfg["embed_dim"] == embed == spec.embed_dim and cfg["quick_gelu"]
+    assert cfg["text_cfg"]["width"] == spec.text_width and cfg["text_cfg"]["heads"] == spec.text_heads
+    assert spec.layouts == ("openai", "native") and spec.checkpoint.layout == "openai"
+    assert spec.checkpoint.sha256 == spec.checkpoint.url.split("/")[-2]
+    import open_clip
+    tag = spec.open_clip_config.replace("-quickgelu", "")
+    assert spec.checkpoint.url == open_clip.get_pretrained_url(tag, "openai")
+
+
+@pytest.mark.parametrize("model", ["openai_rn50", "openai_rn101", "openai_rn50x4"])
+def test_openai_resnets_fold_their_batchnorms(seeded_model, model):
+    from clipdeploy.reparam import batchnorm_modules, reparameterize
+    m = seeded_model(model)
+    n_bn = _bn_count(RESNETS[model][0])
+    assert len(batchnorm_modules(m.module.visual)) == n_bn
+    fused, report = reparameterize(m, flops=False)
+    assert report.batchnorm["before"] == n_bn and report.batchnorm["after"] == 0 and report.not_folded == []
+    x, ids = probe_images(m.spec.image_size, 4), m.tokenize(PROBE_CAPTIONS[:4])
+    a, b = m.encode_image(x), fused.encode_image(x)
+    err = float((a - b).abs().max())
+    assert err <= 1e-5 and float((a * b).sum(-1).min()) > 0.99999
+    assert torch.equal(m.encode_text(ids), fused.encode_text(ids))
+    # the seeded weights separate the images by far more than the fold's error
+    assert float((a @ a.T - 2 * torch.eye(4)).max()) < 0.99
+    assert float((a[0] - a[1]).abs().max()) > 1e3 * max(err, 1e-7)
+
+
+def test_rn50x64_builds_with_openai_keys_on_the_meta_device():
+    """RN50x64 (420M image parameters) on the meta device: its OpenAI-layout keys and shapes are
+    exactly those of open_clip's CLIP (which loads OpenAI's files), and the strict loader accepts that
+    state dict with OpenAI's constants and refuses it with another model's input_resolution."""
+    from open_clip.model import CLIP
+    from clipdeploy.models.checkpoint import load_state_dict_checked
+    from clipdeploy.models.layouts import to_layout
+    from clipdeploy.reparam import batchnorm_modules
+    spec = get_spec("openai_rn50x64")
+    with torch.device("meta"):
+        module = build_module(spec)
+        openai = CLIP(**open_clip_config(spec))
+    assert round(sum(p.numel() for p in module.visual.parameters()) / 1e6, 1) == 420.4
+    assert len(batchnorm_modules(module.visual)) == _bn_count(RESNETS[spec.name][0]) == 199
+    ours = to_layout(module.state_dict(), module, spec, "openai")
+    theirs = openai.state_dict()
+    assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in theirs.items()}
+    assert ours["visual.attnpool.positional_embedding"].shape == (14 * 14 + 1, 4096)
+    sd = {**theirs, **_constants(input_resolution=448)}
+    assert load_state_dict_checked(module, spec, sd, source="RN50x64.pt") == "openai"
+    sd["input_resolution"] = torch.tensor(224)
+    with pytest.raises(CheckpointMismatchError, match="input_resolution = 224, but 'openai_rn50x64' expects "
+                                                      "input_resolution = 448"):
+        load_state_dict_checked(module, spec, sd, source="RN50x64.pt")
