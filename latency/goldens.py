@@ -15,10 +15,14 @@ Python toolkit by failing a test. Everything in them comes from the toolkit's ow
 * ``stats.json`` — :func:`clipdeploy.latency.stats.summarize` of sample sets and
   :func:`clipdeploy.latency.parity.measure` / ``failures`` (fp32, fp16, int8 bars) on embedding sets (passing, fp16-only,
   disagreeing, non-finite);
+* ``token_lengths.json`` — :func:`clipdeploy.models.tokenizer.tokenize` with ``length=<descriptor>``: captions
+  × text-length descriptors (:mod:`clipdeploy.models.shapes`) → the shortest accepted length and its ids,
+  a few batches (one length for all), malformed descriptors with the phrase their error names, and image
+  batch plans (how the apps' index builder groups N images for a batch descriptor);
 * ``zeroshot.json`` — prompt ensembling, probabilities and text→image search ranking on fixed vectors;
 * ``report_sample.json`` — a device report in the ``clip-latency`` schema (validated here);
-* ``bundle/`` — a miniature bundle in the real layout (manifest, tokenizer files, probe set) whose two
-  artifacts are a *linear reference model* a few lines of Java or Swift can run, so the apps' benchmark
+* ``bundle/`` — a miniature bundle in the real layout (manifest with ``shapes``, tokenizer files, probe set)
+  whose two artifacts are a *linear reference model* a few lines of Java or Swift can run, so the apps' benchmark
   runner, parity and report writer are tested end to end without a phone.
 """
 from __future__ import annotations
@@ -103,6 +107,140 @@ def tokens_golden() -> dict:
             "tokenizer": "open_clip SimpleTokenizer (OpenAI CLIP BPE), clean='lower'",
             "cases": [{"name": n, "text": t, "ids": [int(v) for v in row]}
                       for (n, t), row in zip(CAPTIONS, ids)]}
+
+
+# Text-length descriptors the ports' tokenizers are checked on: (name, descriptor).
+def _length_descriptors():
+    from clipdeploy.models import shapes as sh
+    return [
+        ("fixed_77_non_causal", sh.fixed(77, "non-causal text tower: the padding after EOT changes the embedding")),
+        ("enumerated_coreml", sh.enumerated([8, 16, 32, 77])),
+        ("dynamic_1_77", sh.dynamic(1, 77)),
+        ("dynamic_min_12", sh.dynamic(12, 77)),
+        ("dynamic_4_32", sh.dynamic(4, 32)),
+        ("dynamic_unbounded", sh.dynamic(1, None)),
+        ("enumerated_8_16", sh.enumerated([8, 16])),
+        ("fixed_16", sh.fixed(16)),
+    ]
+
+
+# Captions for the length goldens: names of CAPTIONS plus boundary cases (token counts 8 and 9).
+LENGTH_CAPTIONS = ["ascii", "empty", "case_punctuation", "contractions", "cjk", "emoji", "special_tokens_literal",
+                   "over_long", "over_long_exact_76"]
+LENGTH_EXTRA = [("eight_tokens", "a photo of a big dog"), ("nine_tokens", "a photo of a big red dog"),
+                ("sixteen_tokens", "a photo of a big red dog on a sunny beach near the sea"),
+                ("seventeen_tokens", "a photo of a big red dog on a sunny beach near the blue sea")]
+
+# Malformed descriptors: (descriptor, a phrase the error names; the same in Python, Java and Swift).
+MALFORMED_DESCRIPTORS = [
+    ({"kind": "ragged", "values": [1]}, "kind one of"),
+    ("77", "kind one of"),
+    ({"values": [77]}, "kind one of"),
+    ({"kind": "enumerated", "values": []}, "'values'"),
+    ({"kind": "enumerated", "values": [8, 0]}, "'values'"),
+    ({"kind": "enumerated", "values": [8, 8.5]}, "'values'"),
+    ({"kind": "enumerated", "values": [8, 16.0]}, "'values'"),
+    ({"kind": "fixed", "values": [True]}, "'values'"),
+    ({"kind": "fixed", "values": 77}, "'values'"),
+    ({"kind": "fixed", "values": [1, 2]}, "exactly one value"),
+    ({"kind": "enumerated", "values": [16, 8]}, "increasing and distinct"),
+    ({"kind": "enumerated", "values": [8, 8]}, "increasing and distinct"),
+    ({"kind": "dynamic", "min": 0, "max": 77}, "'min' >= 1"),
+    ({"kind": "dynamic", "max": 77}, "'min' >= 1"),
+    ({"kind": "dynamic", "min": 8, "max": 4}, "'max' must be"),
+    ({"kind": "dynamic", "min": 1, "max": "77"}, "'max' must be"),
+]
+
+# Image batch descriptors and index sizes for the batch plans.
+IMAGE_BATCH_SIZES = [1, 3, 5, 8, 11, 17]
+DEFAULT_MAX_BATCH = 8          # the apps' cap when a dynamic batch has no max
+
+
+def _batch_descriptors():
+    from clipdeploy.models import shapes as sh
+    return [
+        ("fixed_1", sh.fixed(1, "LiteRT: static shapes")),
+        ("enumerated_coreml", sh.enumerated([1, 4, 8])),
+        ("enumerated_4_8", sh.enumerated([4, 8])),
+        ("dynamic_executorch", sh.dynamic(1, 8)),
+        ("dynamic_onnx", sh.dynamic(1, None)),
+        ("dynamic_3_5", sh.dynamic(3, 5)),
+        ("dynamic_min_12", sh.dynamic(12, None)),
+        ("fixed_4", sh.fixed(4)),
+    ]
+
+
+def image_batch_plan(desc: dict, n: int, max_batch: int = DEFAULT_MAX_BATCH) -> list:
+    """How the apps' index builder encodes ``n`` images for an image artifact's batch descriptor: chunks of
+    the largest accepted batch (a dynamic batch without max: ``max(max_batch, min)``), the last partial chunk
+    padded up to the shortest accepted batch that holds it (copies of its last image, outputs dropped).
+    [[images, batch fed], ...]."""
+    from clipdeploy.models.shapes import largest, shortest_accepted, validate
+    validate(desc)
+    cap = largest(desc)
+    if cap is None:
+        cap = max(max_batch, desc["min"])
+    out, left = [], n
+    while left > 0:
+        k = min(left, cap)
+        out.append([k, shortest_accepted(desc, k)])
+        left -= k
+    return out
+
+
+def token_lengths_golden() -> dict:
+    from clipdeploy.models.shapes import ShapeError, accepts, validate
+    from clipdeploy.models.tokenizer import token_count, tokenize
+    descs = _length_descriptors()
+    by_name = dict(CAPTIONS)
+    captions = [(n, by_name[n]) for n in LENGTH_CAPTIONS] + LENGTH_EXTRA
+    cases = []
+    for name, text in captions:
+        n = token_count(text)
+        lengths, ids = {}, {}
+        for dname, d in descs:
+            row = tokenize(text, length=d).numpy()[0]
+            assert accepts(d, len(row)) and row[min(n, len(row)) - 1] == 49407, (name, dname)
+            lengths[dname] = int(len(row))
+            ids[dname] = [int(v) for v in row]
+        cases.append({"name": name, "text": text, "tokens": n, "lengths": lengths, "ids": ids})
+    counts = {c["name"]: c["tokens"] for c in cases}
+    assert counts["eight_tokens"] == 8 and counts["nine_tokens"] == 9 and counts["sixteen_tokens"] == 16
+    assert counts["seventeen_tokens"] == 17 and counts["over_long"] == 77 and counts["over_long_exact_76"] == 77
+    batches = []
+    for dname, texts in [("enumerated_coreml", ["ascii", "contractions", "eight_tokens"]),
+                         ("dynamic_min_12", ["ascii", "empty"]), ("enumerated_8_16", ["ascii", "over_long"]),
+                         ("dynamic_1_77", ["nine_tokens", "seventeen_tokens", "ascii"])]:
+        all_text = dict(captions)
+        t = [all_text[k] for k in texts]
+        ids = tokenize(t, length=dict(descs)[dname]).numpy()
+        batches.append({"descriptor": dname, "captions": texts, "length": int(ids.shape[1]),
+                        "ids": ids.tolist()})
+    malformed = []
+    for d, phrase in MALFORMED_DESCRIPTORS:
+        try:
+            validate(d, "length")
+        except ShapeError as e:
+            assert phrase in str(e), (d, str(e))
+        else:
+            raise AssertionError(f"{d!r} validated")
+        malformed.append({"descriptor": d, "error": phrase})
+    plans = [{"descriptor": dname, "shape": d,
+              "plans": [{"images": n, "batches": image_batch_plan(d, n)} for n in IMAGE_BATCH_SIZES]}
+             for dname, d in _batch_descriptors()]
+    return {"what": "clipdeploy.models.tokenizer.tokenize(text, length=descriptor): the shortest accepted length "
+                    "L >= the caption's tokens (SOT..EOT, counted at 77) -- dynamic: max(tokens, min) capped at max; "
+                    "fixed/enumerated: the smallest value >= tokens, else the largest, the caption truncated to it "
+                    "with EOT last -- and ids [L] (0-padded)",
+            "context_length": 77, "sot": 49406, "eot": 49407, "pad": 0,
+            "descriptors": [{"name": n, "descriptor": d} for n, d in descs],
+            "cases": cases, "batches": batches, "malformed": malformed,
+            "image_batches": {"default_max_batch": DEFAULT_MAX_BATCH,
+                              "rule": "chunks of the largest accepted batch (dynamic without max: "
+                                      "max(default_max_batch, min)); the last partial chunk is padded to the "
+                                      "shortest accepted batch that holds it with copies of its last image, "
+                                      "whose outputs are dropped",
+                              "descriptors": plans}}
 
 
 def _source_image(index: int, render: int, box):
@@ -317,11 +455,16 @@ def bundle_golden(dest: Path) -> None:
     np.save(dest / "reference-fp32" / "image_encoder.npy", w)
     np.save(dest / "reference-fp32" / "text_encoder.npy", table)
 
+    from clipdeploy.models import shapes as sh
+    art_shapes = {"image": {"batch": sh.enumerated([1, 4, 8])},
+                  "text": {"batch": sh.fixed(1), "length": sh.dynamic(1, 77)}}
+
     def art(enc, shape_in, dtype):
         return {"target": "reference", "precision": "fp32", "encoder": enc,
                 "path": f"reference-fp32/{enc}_encoder.npy", "files": [f"reference-fp32/{enc}_encoder.npy"],
                 "inputs": [{"name": enc if enc == "image" else "text", "shape": shape_in, "dtype": dtype}],
                 "outputs": [{"name": "embedding", "shape": [1, d], "dtype": "float32"}],
+                "shapes": art_shapes[enc],
                 "parity": {"checked": "numeric", "max_abs": 0.0, "cosine_min": 1.0, "cosine_mean": 1.0,
                            "zero_shot_agreement": 1.0, "n": 6 if enc == "image" else 8, "finite": True,
                            "passed": True},
@@ -364,6 +507,7 @@ def generate(out) -> Path:
         _json(tmp / "tokens.json", tokens_golden())
         _json(tmp / "preprocess.json", preprocess_golden(tmp))
         _json(tmp / "stats.json", stats_golden())
+        _json(tmp / "token_lengths.json", token_lengths_golden())
         _json(tmp / "zeroshot.json", zeroshot_golden())
         _json(tmp / "report_sample.json", report_golden())
         bundle_golden(tmp / "bundle")
@@ -406,8 +550,9 @@ Consumed by the JVM core of the Android app (`make jvm-test`) and the iOS kit's 
 | `tokens.json` | captions and their int32 ids [77] from open_clip's SimpleTokenizer |
 | `preprocess.json`, `preprocess/` | source PNGs, their decoded pixels (`.rgb.npy`, uint8 [H,W,3]) and the float32 [3,R,R] model input `preprocess_image` makes of each |
 | `stats.json` | latency statistics of sample sets; parity figures and failed bars of embedding sets |
+| `token_lengths.json` | captions x text-length descriptors -> shortest accepted length and ids; batches; malformed descriptors; image batch plans |
 | `zeroshot.json` | prompt-ensemble class embeddings, probabilities, text->image search ranking |
 | `report_sample.json` | a device latency report in the clip-latency schema |
-| `bundle/` | a miniature bundle (manifest, tokenizer, probe set) with a linear reference model as its artifacts |
+| `bundle/` | a miniature bundle (manifest with `shapes`, tokenizer, probe set) with a linear reference model as its artifacts |
 | `index.json` | sha256 of every file |
 """

@@ -2,6 +2,12 @@
 
 Returns int32 ids [N, 77]: SOT 49406, the BPE ids, EOT 49407, padded with 0. Over-long captions are
 truncated with EOT kept as the last token. int32 is what the exported encoders and the apps take.
+
+With ``length=<dimension descriptor>`` (a text artifact's ``shapes["length"]``, see
+:mod:`clipdeploy.models.shapes`) the ids are instead [N, L], L the shortest length the artifact accepts that
+holds every caption's tokens (:func:`shortest_length`): for a causal text tower the same embedding as 77
+positions, with less work. The Java and Swift tokenizers of the apps implement the same rule
+(``goldens/token_lengths.json``).
 """
 from __future__ import annotations
 
@@ -9,9 +15,11 @@ import functools
 import json
 import shutil
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
+
+from .shapes import ShapeError, shortest_accepted, validate
 
 SOT_ID = 49406
 EOT_ID = 49407
@@ -30,12 +38,42 @@ def bpe_vocab_path() -> str:
     return default_bpe()
 
 
-def tokenize(texts: Union[str, Sequence[str]], context_length: int = 77) -> torch.Tensor:
+def _texts(texts) -> list:
     if isinstance(texts, str):
         texts = [texts]
     texts = list(texts)
     if not all(isinstance(t, str) for t in texts):
         raise TypeError("tokenize takes a string or a list of strings")
+    return texts
+
+
+def token_count(text: str, context_length: int = 77) -> int:
+    """Tokens of ``text`` as the encoder sees them at ``context_length``: SOT, the BPE ids, EOT, at most
+    ``context_length`` (longer captions are truncated there, EOT kept last)."""
+    return min(len(_tokenizer(context_length).encode(text)) + 2, context_length)
+
+
+def shortest_length(texts: Union[str, Sequence[str]], length: dict, context_length: int = 77) -> int:
+    """The shortest length the descriptor ``length`` accepts that holds the tokens of every caption (each
+    counted at ``context_length``, :func:`token_count`): :func:`clipdeploy.models.shapes.shortest_accepted`
+    of the longest. A caption with more tokens than the largest accepted length is truncated to it by
+    :func:`tokenize`, EOT kept last, as at 77."""
+    validate(length, "text length")
+    texts = _texts(texts)
+    need = max((token_count(t, context_length) for t in texts), default=2)
+    return shortest_accepted(length, need)
+
+
+def tokenize(texts: Union[str, Sequence[str]], context_length: int = 77,
+             length: Optional[dict] = None) -> torch.Tensor:
+    """int32 ids [N, context_length]; with ``length`` (a dimension descriptor) [N, L],
+    L = :func:`shortest_length` (``context_length`` then only bounds the token count)."""
+    texts = _texts(texts)
+    if length is not None:
+        if not isinstance(length, dict):
+            raise ShapeError(f"length must be a shape descriptor (dict), got {length!r}")
+        context = shortest_length(texts, length, context_length)
+        return _tokenizer(context_length)(texts, context_length=context).to(torch.int32)
     return _tokenizer(context_length)(texts, context_length=context_length).to(torch.int32)
 
 

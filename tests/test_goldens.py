@@ -9,6 +9,7 @@
 * both ports' tokenizers equal open_clip's on 1,500 seeded random captions.
 """
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -95,6 +96,46 @@ def test_golden_bundle_references_are_the_linear_model():
         assert (b / m["tokenizer"][key]).is_file()
     assert [a["path"] for a in m["artifacts"]] == ["reference-fp32/image_encoder.npy",
                                                     "reference-fp32/text_encoder.npy"]
+
+
+def test_golden_token_lengths_are_the_python_tokenizers():
+    from clipdeploy.models import shapes as sh
+    from clipdeploy.models.tokenizer import token_count, tokenize
+    g = _json("token_lengths.json")
+    descs = {d["name"]: sh.validate(d["descriptor"]) for d in g["descriptors"]}
+    kinds = {d["kind"] for d in descs.values()}
+    assert kinds == {"fixed", "enumerated", "dynamic"} and any(d.get("max", 0) is None for d in descs.values())
+    seen = set()
+    for c in g["cases"]:
+        assert c["tokens"] == token_count(c["text"])
+        for name, d in descs.items():
+            ids = tokenize(c["text"], length=d).numpy()[0]
+            assert c["lengths"][name] == len(ids) and c["ids"][name] == ids.tolist(), (c["name"], name)
+            seen.add("cut" if len(ids) < c["tokens"] else "padded" if len(ids) > c["tokens"] else "exact")
+    assert seen == {"cut", "padded", "exact"}                  # every edge: truncation, min/enumerated padding
+    assert max(c["tokens"] for c in g["cases"]) == 77 and min(c["tokens"] for c in g["cases"]) == 2
+    for b in g["batches"]:
+        texts = {c["name"]: c["text"] for c in g["cases"]}
+        ids = tokenize([texts[n] for n in b["captions"]], length=descs[b["descriptor"]]).numpy()
+        assert ids.shape[1] == b["length"] and ids.tolist() == b["ids"]
+    for m in g["malformed"]:
+        with pytest.raises(sh.ShapeError, match=re.escape(m["error"])):
+            sh.validate(m["descriptor"])
+    for d in g["image_batches"]["descriptors"]:
+        for p in d["plans"]:
+            assert sum(k for k, _ in p["batches"]) == p["images"]
+            assert all(k <= n and sh.accepts(d["shape"], n) for k, n in p["batches"])
+
+
+def test_golden_bundle_declares_shapes():
+    from clipdeploy.models import shapes as sh
+    m = json.loads((GOLDENS / "bundle" / "manifest.json").read_text())
+    image, text = m["artifacts"]
+    assert set(image["shapes"]) == {"batch"} and set(text["shapes"]) == {"batch", "length"}
+    for d in (image["shapes"]["batch"], text["shapes"]["batch"], text["shapes"]["length"]):
+        sh.validate(d)
+    # the probe's [77] rows are accepted as they are: the apps' benchmark feeds them unchanged
+    assert sh.accepts(text["shapes"]["length"], 77) and sh.accepts(image["shapes"]["batch"], 1)
 
 
 def test_golden_sample_report_is_valid_and_ingested(tmp_path, capsys):

@@ -4,6 +4,9 @@ import SwiftUI
 
 /// One open bundle with its tokenizer and Core ML encoders. The encoders are loaded on first use and every
 /// inference runs on `queue` (one serial queue: Core ML models are used from one thread at a time).
+/// Text (zero-shot prompts, search queries) goes through the kit's `TextEncoder`: tokenized to the shortest
+/// length the text artifact's `shapes.length` accepts (Core ML: 8, 16, 32 or 77). Photo indexing goes through
+/// `indexBuilder`: batches the image artifact's `shapes.batch` accepts (Core ML: 1, 4 or 8).
 final class Engine {
     let bundle: ModelBundle
     let tokenizer: CLIPTokenizer
@@ -13,6 +16,7 @@ final class Engine {
     let queue = DispatchQueue(label: "org.clipdeploy.inference", qos: .userInitiated)
     private var imageSession: CoreMLEncoder?
     private var textSession: CoreMLEncoder?
+    private var text: TextEncoder?
 
     init(bundle: ModelBundle, computeUnits: ComputeUnits) throws {
         self.bundle = bundle
@@ -51,25 +55,46 @@ final class Engine {
         return e
     }
 
-    /// Python-exact preprocessing (resize the shorter side, center crop, /255), then the image encoder.
-    func embed(image: RGBImage) throws -> [Float] {
-        let chw = try Preprocess.apply(image, spec: spec)
-        return try imageEncoder().encodeImage(chw, size: spec.imageSize)
-    }
-
-    func embed(text: String) throws -> [Float] {
-        return try textEncoder().encodeText(tokenizer.tokenize(text))
-    }
-
-    /// One prompt-ensembled class embedding per label.
-    func classEmbeddings(labels: [String], templates: [String]) throws -> [[Float]] {
-        var out: [[Float]] = []
-        for label in labels {
-            var prompts: [[Float]] = []
-            for p in ZeroShot.prompts(label: label, templates: templates) { prompts.append(try embed(text: p)) }
-            out.append(try ZeroShot.ensemble(prompts))
+    /// On `queue` only: the text encoder with the tokenizer in front, at the text artifact's shortest lengths.
+    func textInput() throws -> TextEncoder {
+        if let t = text { return t }
+        guard let a = Engine.artifact(bundle, encoder: "text") else {
+            throw CLIPDeployError(.bundle, "\(bundle.model) has no Core ML text encoder: export with --target coreml")
         }
-        return out
+        let t = TextEncoder(session: try textEncoder(), tokenizer: tokenizer, artifact: a)
+        text = t
+        return t
+    }
+
+    /// The batch sizes the image artifact accepts (its manifest `shapes.batch`; fixed [1] for older bundles).
+    var imageBatch: ShapeDescriptor {
+        return Engine.artifact(bundle, encoder: "image")?.shapes.batch ?? .fixed(1)
+    }
+
+    /// Python-exact preprocessing (resize the shorter side, center crop, /255): the image encoder's input.
+    func preprocess(_ image: RGBImage) throws -> [Float] {
+        return try Preprocess.apply(image, spec: spec)
+    }
+
+    /// Preprocessing, then the image encoder.
+    func embed(image: RGBImage) throws -> [Float] {
+        return try imageEncoder().encodeImage(preprocess(image), size: spec.imageSize)
+    }
+
+    /// On `queue` only: a builder that adds preprocessed images to `index` in batches the image artifact accepts
+    /// (chunks of its largest batch; the last one padded with copies of its last image, padded outputs dropped).
+    func indexBuilder(_ index: ImageSearch) throws -> ImageIndexBuilder {
+        return ImageIndexBuilder(session: try imageEncoder(), batch: imageBatch, size: spec.imageSize, index: index)
+    }
+
+    /// The query tokenized to the shortest length the text artifact accepts, then the text encoder.
+    func embed(text: String) throws -> [Float] {
+        return try textInput().embed(text)
+    }
+
+    /// One prompt-ensembled class embedding per label, each prompt at its shortest accepted length.
+    func classEmbeddings(labels: [String], templates: [String]) throws -> [[Float]] {
+        return try textInput().classEmbeddings(labels: labels, templates: templates)
     }
 
     /// Runs `work` on the inference queue; `done` gets its result on the main queue.

@@ -4,8 +4,10 @@ import PhotosUI
 import SwiftUI
 import UIKit
 
-/// Text -> photo search: pick photos (PhotosPicker), each is embedded by the image encoder into an
-/// ImageSearch index; a typed query is embedded by the text encoder and the photos are ranked by cosine.
+/// Text -> photo search: pick photos (PhotosPicker); they are embedded by the image encoder into an ImageSearch
+/// index in batches the image artifact accepts (the kit's `ImageIndexBuilder` via `Engine.indexBuilder`: Core ML
+/// enumerated batches, e.g. 8 at a time with the last batch padded); a typed query is embedded by the text encoder
+/// (tokenized to the shortest length it accepts) and the photos are ranked by cosine.
 struct SearchView: View {
     let engine: Engine
     @StateObject private var search = SearchModel()
@@ -88,35 +90,81 @@ final class SearchModel: ObservableObject {
     private let index = ImageSearch()
     private var nextId = 0
 
-    /// Loads the picked photos (orientation applied, longer side at most 768 px) and embeds each one.
+    /// What one indexing job did (on the inference queue).
+    struct Indexed {
+        let added: [String]
+        let failed: Int
+        let batches: Int
+    }
+
+    /// Loads the picked photos (orientation applied, longer side at most 768 px), then embeds them in batches the
+    /// image artifact accepts; a photo joins `photos` once its batch is in the index.
     func add(_ items: [PhotosPickerItem], engine: Engine) {
         guard !items.isEmpty else { return }
         status = "Loading \(items.count) photos…"
         Task { @MainActor in
+            var loaded: [(id: Int, image: CGImage)] = []
+            var thumbs: [Int: UIImage] = [:]
+            var unreadable = 0
             for item in items {
                 guard let data = try? await item.loadTransferable(type: Data.self),
                       let image = SearchModel.downsampled(data, maxPixelSize: 768) else {
-                    self.status = "A photo could not be read"
+                    unreadable += 1
                     continue
                 }
                 let id = self.nextId
                 self.nextId += 1
-                let thumb = UIImage(cgImage: image)
-                engine.run({ try engine.embed(image: RGBImage(cgImage: image)) }, then: { result in
-                    switch result {
-                    case .success(let e):
-                        do {
-                            try self.index.add(id: String(id), embedding: e)
-                            self.photos.append(Photo(id: id, thumbnail: thumb))
-                            self.status = "\(self.photos.count) photos indexed"
-                        } catch {
-                            self.status = oneLine(error)
-                        }
-                    case .failure(let error):
-                        self.status = oneLine(error)
-                    }
-                })
+                loaded.append((id: id, image: image))
+                thumbs[id] = UIImage(cgImage: image)
             }
+            guard !loaded.isEmpty else {
+                self.status = "The photos could not be read"
+                return
+            }
+            self.status = "Embedding \(loaded.count) photos…"
+            let index = self.index
+            let photos = loaded
+            let thumbnails = thumbs
+            let unreadableCount = unreadable
+            engine.run({ () throws -> Indexed in
+                let builder = try engine.indexBuilder(index)
+                var added: [String] = []
+                var failed = 0
+                for p in photos {
+                    let chw: [Float]
+                    do {
+                        chw = try engine.preprocess(RGBImage(cgImage: p.image))
+                    } catch {
+                        failed += 1
+                        continue
+                    }
+                    let queued = builder.pending + 1
+                    do {
+                        added += try builder.add(id: String(p.id), chw: chw)
+                    } catch {
+                        failed += queued            // the batch this photo completed was dropped
+                    }
+                }
+                let queued = builder.pending
+                do {
+                    added += try builder.flush()
+                } catch {
+                    failed += queued
+                }
+                return Indexed(added: added, failed: failed, batches: builder.calls.count)
+            }, then: { result in
+                switch result {
+                case .success(let r):
+                    for s in r.added {
+                        if let id = Int(s), let t = thumbnails[id] { self.photos.append(Photo(id: id, thumbnail: t)) }
+                    }
+                    let bad = r.failed + unreadableCount
+                    self.status = "\(self.photos.count) photos indexed (\(r.batches) batches of up to "
+                        + "\(engine.imageBatch))" + (bad > 0 ? ", \(bad) could not be embedded" : "")
+                case .failure(let error):
+                    self.status = oneLine(error)
+                }
+            })
         }
     }
 

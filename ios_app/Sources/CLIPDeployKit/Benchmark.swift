@@ -76,9 +76,16 @@ public enum Benchmark {
     }
 
     private static func run(_ s: EncoderSession, _ a: ModelBundle.Artifact, _ p: ModelBundle.Probe,
-                            _ index: Int) throws -> [Float] {
+                            _ ids: [[Int32]], _ index: Int) throws -> [Float] {
         if a.isImage { return try s.encodeImage(p.images[index], size: p.imageSize) }
-        return try s.encodeText(p.tokenIds[index])
+        return try s.encodeText(ids[index])
+    }
+
+    /// The probe's [77] id rows as the text artifact takes them (`ArtifactShapes.fitIds`: unchanged when it
+    /// accepts 77, as every exported text artifact does); empty for an image artifact.
+    private static func textInputs(_ a: ModelBundle.Artifact, _ p: ModelBundle.Probe) throws -> [[Int32]] {
+        if a.isImage { return [] }
+        return try p.tokenIds.map { try a.shapes.fitIds($0) }
     }
 
     public static func measure(bundle: ModelBundle, artifact a: ModelBundle.Artifact, runtime rt: EncoderRuntime,
@@ -95,6 +102,7 @@ public enum Benchmark {
         do {
             try settings.validate()
             let p = try bundle.probe()
+            let ids = try textInputs(a, p)
             r["runtime_versions"] = rt.versions()
             phase = "configure"
             progress(a.path, phase, 0, 0)
@@ -114,7 +122,7 @@ public enum Benchmark {
             phase = "first_inference"
             progress(a.path, phase, 0, 0)
             t0 = MonotonicClock.nanos()
-            let y = try run(session!, a, p, 0)
+            let y = try run(session!, a, p, ids, 0)
             let first = MonotonicClock.millis(since: t0)
             if y.isEmpty { throw CLIPDeployError(.benchmark, "the artifact returned no embedding") }
             _ = memory.currentMb()
@@ -130,7 +138,7 @@ public enum Benchmark {
 
             phase = "warmup"
             progress(a.path, phase, 0, settings.warmup)
-            for _ in 0..<settings.warmup { _ = try run(s, a, p, 0) }
+            for _ in 0..<settings.warmup { _ = try run(s, a, p, ids, 0) }
 
             phase = "steady"
             var samples: [Double] = []
@@ -141,7 +149,7 @@ public enum Benchmark {
             var blockN = 0
             while samples.count < settings.runs || total < settings.minSeconds || blockEnds.count < settings.minBlocks {
                 let t = MonotonicClock.nanos()
-                _ = try run(s, a, p, 0)
+                _ = try run(s, a, p, ids, 0)
                 let ms = MonotonicClock.millis(since: t)
                 samples.append(ms)
                 total += ms / 1e3
@@ -164,7 +172,7 @@ public enum Benchmark {
             progress(a.path, phase, 0, 0)
             let n = a.isImage ? p.images.count : p.tokenIds.count
             var got: [[Float]] = []
-            for k in 0..<n { got.append(try run(s, a, p, k)) }
+            for k in 0..<n { got.append(try run(s, a, p, ids, k)) }
             let fig = try Parity.measure(reference: a.isImage ? p.refImage : p.refText, got: got,
                                          otherTower: a.isImage ? p.refText : p.refImage)
 

@@ -81,17 +81,57 @@ public final class CLIPTokenizer: CustomStringConvertible {
     /// SOT, the BPE ids, EOT, padded with 0. Over-long text keeps the first `contextLength - 2` ids, so EOT
     /// stays last (open_clip: `tokens[:context_length]` with the last replaced by EOT).
     public func tokenize(_ text: String) throws -> [Int32] {
-        let bpe = try encode(text)
-        var out = [Int32](repeating: CLIPTokenizer.pad, count: contextLength)
-        out[0] = CLIPTokenizer.sot
-        let n = Swift.min(bpe.count, contextLength - 2)
-        for k in 0..<n { out[k + 1] = bpe[k] }
-        out[n + 1] = CLIPTokenizer.eot
-        return out
+        return CLIPTokenizer.ids(try encode(text), length: contextLength)
     }
 
     public func tokenize(_ texts: [String]) throws -> [[Int32]] {
         return try texts.map { try tokenize($0) }
+    }
+
+    /// `tokenize` at `length` positions: SOT, the BPE ids, EOT, 0-padded; longer text is cut to `length` with EOT
+    /// last (open_clip's tokenizer called with `context_length=length`).
+    public func tokenize(_ text: String, length: Int) throws -> [Int32] {
+        guard length >= 1 else { throw CLIPDeployError(.tokenizer, "length must be at least 1, got \(length)") }
+        return CLIPTokenizer.ids(try encode(text), length: length)
+    }
+
+    /// Tokens of `text` as the encoder sees them at `contextLength`: SOT, the BPE ids, EOT, at most
+    /// `contextLength` (Python's `tokenizer.token_count`).
+    public func tokenCount(_ text: String) throws -> Int {
+        return Swift.min(try encode(text).count + 2, contextLength)
+    }
+
+    /// The shortest length a text artifact whose `shapes.length` is `length` accepts for `text`:
+    /// `shortestAccepted` of its `tokenCount` (Python's `tokenizer.shortest_length`).
+    public func shortestLength(_ text: String, for length: ShapeDescriptor) throws -> Int {
+        return try length.shortestAccepted(tokenCount(text))
+    }
+
+    /// The ids at the shortest accepted length (`shortestLength`); for a causal text tower the same embedding as
+    /// 77 positions. Text with more tokens than the largest accepted length is cut to it, EOT last (Python's
+    /// `tokenize(text, length=descriptor)`; the JVM core's `tokenizeShortest`).
+    public func tokenize(_ text: String, for length: ShapeDescriptor) throws -> [Int32] {
+        let bpe = try encode(text)
+        return CLIPTokenizer.ids(bpe, length: try length.shortestAccepted(Swift.min(bpe.count + 2, contextLength)))
+    }
+
+    /// Several texts at one length: the shortest accepted length that holds the longest (a batch).
+    public func tokenize(_ texts: [String], for length: ShapeDescriptor) throws -> [[Int32]] {
+        let bpe = try texts.map { try encode($0) }
+        let need = bpe.reduce(2) { Swift.max($0, Swift.min($1.count + 2, contextLength)) }
+        let l = try length.shortestAccepted(need)
+        return bpe.map { CLIPTokenizer.ids($0, length: l) }
+    }
+
+    /// SOT + bpe + EOT in `length` positions: cut to length with the last set to EOT, or 0-padded.
+    static func ids(_ bpe: [Int32], length: Int) -> [Int32] {
+        var out = [Int32](repeating: CLIPTokenizer.pad, count: length)
+        let n = Swift.min(bpe.count + 2, length)          // tokens kept
+        out[0] = CLIPTokenizer.sot
+        let copied = Swift.max(0, Swift.min(bpe.count, n - 1))
+        for k in 0..<copied { out[k + 1] = bpe[k] }
+        out[n - 1] = CLIPTokenizer.eot
+        return out
     }
 
     /// The BPE ids of the cleaned text, without SOT/EOT.

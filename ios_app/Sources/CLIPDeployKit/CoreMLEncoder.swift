@@ -100,9 +100,11 @@ public enum ComputeUnits: String, CaseIterable, Identifiable {
     }
 }
 
-/// One Core ML encoder (an `EncoderSession`): the tensor variant takes `image` float32 [1, 3, R, R] (RGB in
-/// [0, 1]) or `text` int32 [1, 77]; the ImageType variant (`*_imagetype.mlpackage`) takes `image` as a
-/// CVPixelBuffer R x R. The output `embedding` float32 [1, D] is already L2-normalized.
+/// One Core ML encoder (an `EncoderSession`): the tensor variant takes `image` float32 [N, 3, R, R] (RGB in
+/// [0, 1]) or `text` int32 [1, L]; the ImageType variant (`*_imagetype.mlpackage`) takes `image` as a
+/// CVPixelBuffer R x R, one at a time. The output `embedding` float32 [N, D] is already L2-normalized. N and L are
+/// sizes of the artifact's `shapes` (Core ML: EnumeratedShapes, e.g. batch [1, 4, 8], text length [8, 16, 32, 77]);
+/// `ImageIndexBuilder` and `CLIPTokenizer.tokenize(_:for:)` choose them, this class passes them through.
 public final class CoreMLEncoder: EncoderSession {
     public private(set) var model: MLModel?
     public let encoder: String
@@ -159,6 +161,36 @@ public final class CoreMLEncoder: EncoderSession {
         return try predict(["image": MLFeatureValue(multiArray: input)])
     }
 
+    /// One prediction on an `image` MLMultiArray [N, 3, size, size] (N = `chws.count`, a batch the artifact's
+    /// enumerated `shapes.batch` accepts), N embeddings. The ImageType variant (pixel buffers) and N = 1 go
+    /// through `encodeImage` row by row.
+    public func encodeImages(_ chws: [[Float]], size: Int) throws -> [[Float]] {
+        guard encoder == "image" else { throw CLIPDeployError(.encoder, "a text encoder got an image") }
+        if takesPixels || chws.count <= 1 { return try chws.map { try encodeImage($0, size: size) } }
+        let n = size * size
+        for (k, chw) in chws.enumerated() where chw.count != 3 * n {
+            throw CLIPDeployError(.encoder, "row \(k): \(chw.count) values are not a [3, \(size), \(size)] image")
+        }
+        let shape = [chws.count, 3, size, size].map { NSNumber(value: $0) }
+        let input = try MLMultiArray(shape: shape, dataType: .float32)
+        input.withUnsafeMutableBufferPointer(ofType: Float.self) { ptr, strides in
+            for (b, chw) in chws.enumerated() {
+                for c in 0..<3 {
+                    for y in 0..<size {
+                        for x in 0..<size {
+                            ptr[b * strides[0] + c * strides[1] + y * strides[2] + x * strides[3]] = chw[c * n + y * size + x]
+                        }
+                    }
+                }
+            }
+        }
+        let rows = try CoreMLEncoder.rows(try predictArray(["image": MLFeatureValue(multiArray: input)]))
+        guard rows.count == chws.count else {
+            throw CLIPDeployError(.encoder, "a batch of \(chws.count) gave \(rows.count) embeddings")
+        }
+        return rows
+    }
+
     /// The ImageType variant on a pixel buffer of the model's R x R (e.g. `RGBImage.pixelBuffer()` of
     /// `Preprocess.resizeAndCrop`).
     public func encode(pixelBuffer: CVPixelBuffer) throws -> [Float] {
@@ -168,6 +200,8 @@ public final class CoreMLEncoder: EncoderSession {
         return try predict(["image": MLFeatureValue(pixelBuffer: pixelBuffer)])
     }
 
+    /// `ids` at the length the tokenizer chose (one of the artifact's enumerated `shapes.length`, e.g. 8, 16, 32
+    /// or 77): a `text` MLMultiArray [1, ids.count].
     public func encodeText(_ ids: [Int32]) throws -> [Float] {
         guard encoder == "text" else { throw CLIPDeployError(.encoder, "an image encoder got token ids") }
         let shape = [1, ids.count].map { NSNumber(value: $0) }
@@ -183,13 +217,33 @@ public final class CoreMLEncoder: EncoderSession {
     }
 
     private func predict(_ inputs: [String: MLFeatureValue]) throws -> [Float] {
+        return try CoreMLEncoder.floats(try predictArray(inputs))
+    }
+
+    private func predictArray(_ inputs: [String: MLFeatureValue]) throws -> MLMultiArray {
         guard let model = model else { throw CLIPDeployError(.encoder, "the Core ML session is closed") }
         let provider = try MLDictionaryFeatureProvider(dictionary: inputs)
         let out = try model.prediction(from: provider)
         guard let array = out.featureValue(for: "embedding")?.multiArrayValue else {
             throw CLIPDeployError(.encoder, "the model has no multi-array output 'embedding'")
         }
-        return try CoreMLEncoder.floats(array)
+        return array
+    }
+
+    /// The rows of an [N, D] multi-array of any data type, honoring its strides.
+    static func rows(_ array: MLMultiArray) throws -> [[Float]] {
+        let shape = array.shape.map { $0.intValue }
+        let strides = array.strides.map { $0.intValue }
+        guard shape.count == 2 else {
+            throw CLIPDeployError(.encoder, "expected a batched embedding [N, D], got shape \(shape)")
+        }
+        let (n, d) = (shape[0], shape[1])
+        if array.dataType == .float32 {
+            return array.withUnsafeBufferPointer(ofType: Float.self) { ptr in
+                (0..<n).map { r in (0..<d).map { ptr[r * strides[0] + $0 * strides[1]] } }
+            }
+        }
+        return (0..<n).map { r in (0..<d).map { array[[NSNumber(value: r), NSNumber(value: $0)]].floatValue } }
     }
 
     /// The values of a [1, D] (or [D]) multi-array of any data type, honoring its strides.

@@ -20,10 +20,13 @@ public final class ModelBundle {
         /// The manifest's `default`: false for a variant (e.g. int8) its float artifact beat or that missed
         /// its bars; true when the manifest predates the flag (the JVM core's `Artifact.isDefault`).
         public let isDefault: Bool
+        /// The input shapes it accepts (the manifest's `shapes`: batch, and a text encoder's length); an older
+        /// manifest without the key: batch fixed [1], length fixed [77] (the JVM core's `Artifact.shapes`).
+        public let shapes: ArtifactShapes
 
         public init(target: String, precision: String, encoder: String, path: String, url: URL,
                     parity: [String: Any]?, imageTypeVariant: String? = nil, takesPixels: Bool = false,
-                    isDefault: Bool = true) {
+                    isDefault: Bool = true, shapes: ArtifactShapes? = nil) {
             self.target = target
             self.precision = precision
             self.encoder = encoder
@@ -33,6 +36,7 @@ public final class ModelBundle {
             self.imageTypeVariant = imageTypeVariant
             self.takesPixels = takesPixels
             self.isDefault = isDefault
+            self.shapes = shapes ?? ArtifactShapes.defaults(encoder: encoder)
         }
 
         public var isImage: Bool { encoder == "image" }
@@ -94,15 +98,30 @@ public final class ModelBundle {
                     variant = (path as NSString).deletingLastPathComponent.isEmpty
                         ? file : (path as NSString).deletingLastPathComponent + "/" + file
                 }
+                let encoder = try Json.str(a["encoder"])
+                let shapes: ArtifactShapes
+                do {
+                    shapes = try ArtifactShapes.parse(a["shapes"], encoder: encoder, what: "artifact \(path): shapes")
+                } catch {
+                    throw ShapesError(message: oneLine(error))
+                }
                 arts.append(Artifact(target: try Json.str(a["target"]), precision: try Json.str(a["precision"]),
-                                     encoder: try Json.str(a["encoder"]), path: path,
+                                     encoder: encoder, path: path,
                                      url: dir.appendingPathComponent(path), parity: a["parity"] as? [String: Any],
-                                     imageTypeVariant: variant, isDefault: (a["default"] as? Bool) ?? true))
+                                     imageTypeVariant: variant, isDefault: (a["default"] as? Bool) ?? true,
+                                     shapes: shapes))
             }
+        } catch let e as ShapesError {
+            throw CLIPDeployError(.bundle, "\(mf.path): \(e.message)")
         } catch {
             throw CLIPDeployError(.bundle, "\(mf.path): bad artifacts list: \(oneLine(error))")
         }
         return ModelBundle(dir: dir, manifest: m, artifacts: arts)
+    }
+
+    /// A malformed `shapes` entry: reported as it is, not as "bad artifacts list".
+    private struct ShapesError: Error {
+        let message: String
     }
 
     public var model: String { (manifest["model"] as? String) ?? "unknown" }
@@ -177,7 +196,7 @@ public final class ModelBundle {
                 let variantParity = (a.parity?["image_type_variant"]) as? [String: Any]
                 out.append(Artifact(target: a.target, precision: a.precision, encoder: a.encoder, path: v,
                                     url: resolve(v), parity: variantParity, takesPixels: true,
-                                    isDefault: a.isDefault))
+                                    isDefault: a.isDefault, shapes: a.shapes))
             }
         }
         return out

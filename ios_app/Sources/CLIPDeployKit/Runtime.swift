@@ -29,16 +29,28 @@ extension EncoderRuntime {
     public func prepare(_ artifact: ModelBundle.Artifact) throws {}
 }
 
-/// One loaded encoder (the JVM core's `EncoderSession`): batch 1 in, the L2-normalized embedding out.
+/// One loaded encoder (the JVM core's `EncoderSession`): the L2-normalized embedding of one input, or of a batch.
 public protocol EncoderSession: AnyObject {
     /// `chw`: float32 [3, size, size] RGB in [0, 1] (mean/std, if any, is inside the artifact).
     func encodeImage(_ chw: [Float], size: Int) throws -> [Float]
 
-    /// `ids`: int32 [77] CLIP token ids.
+    /// A batch [N, 3, size, size] in one call (N = `chws.count`, each row as `encodeImage`), one embedding per
+    /// row. The caller passes a batch size the artifact accepts (`shapes.batch`; `ImageIndexBuilder` plans them).
+    /// The default runs the rows one at a time; `CoreMLEncoder` overrides it with one [N, 3, R, R] prediction.
+    func encodeImages(_ chws: [[Float]], size: Int) throws -> [[Float]]
+
+    /// `ids`: int32 [L] CLIP token ids, L a length the artifact accepts (`shapes.length`; 77 when the manifest
+    /// has no shapes): `CLIPTokenizer.tokenize(_:for:)` makes them.
     func encodeText(_ ids: [Int32]) throws -> [Float]
 
     /// Releases the loaded model (also released when the session is deallocated).
     func close()
+}
+
+extension EncoderSession {
+    public func encodeImages(_ chws: [[Float]], size: Int) throws -> [[Float]] {
+        return try chws.map { try encodeImage($0, size: size) }
+    }
 }
 
 /// The process's memory as the platform reports it (the JVM core's `MemoryProbe`).

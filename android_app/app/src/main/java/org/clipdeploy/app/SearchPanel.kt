@@ -21,9 +21,12 @@ import org.clipdeploy.android.ClipPipeline
 import org.clipdeploy.core.ImageSearch
 
 /**
- * Text -> image search: photos chosen with the system photo picker are decoded, embedded with the image
- * encoder and kept in a core [ImageSearch] index; a query is embedded with the text encoder and the photos
- * are listed best first with their cosine scores. The index belongs to one pipeline (embeddings of
+ * Text -> image search: photos chosen with the system photo picker are decoded, preprocessed and embedded with
+ * the image encoder in batches the image artifact accepts (the core's ImageIndexBuilder via
+ * [ClipPipeline.indexBuilder]: e.g. 8 at a time for ExecuTorch, the last batch padded for Core ML-style
+ * enumerated batches, one at a time for LiteRT) into a core [ImageSearch] index; a query is embedded with the
+ * text encoder (tokenized to the shortest length the text artifact accepts) and the photos are listed best first
+ * with their cosine scores. The index belongs to one pipeline (embeddings of
  * different models do not mix) and is cleared when the pipeline changes.
  */
 class SearchPanel(private val activity: MainActivity, root: View) {
@@ -80,22 +83,47 @@ class SearchPanel(private val activity: MainActivity, root: View) {
             val minSide = maxOf(p.spec.resizeShorterSideTo, p.spec.imageSize)
             var failed = 0
             val t0 = System.nanoTime()
+            // thumbnails of the photos queued in the builder, in order; they join `thumbnails` when their batch
+            // is in the index (ids come back in the order they were added), and are dropped with a failed batch
+            val queued = ArrayDeque<Bitmap>()
+            val builder = p.indexBuilder(index)
+            fun commit(ids: List<String>) {
+                repeat(ids.size) { thumbnails.add(queued.removeFirst()) }
+            }
+            fun dropQueued(e: Exception) {
+                failed += queued.size
+                Log.w(MainActivity.TAG, "cannot embed a batch of ${queued.size} photos: ${e.message}")
+                queued.clear()
+            }
             for (uri in uris) {
-                try {
+                val chw = try {
                     val bitmap = decode(uri, minSide)
-                    index.add(uri.toString(), p.encodeBitmap(bitmap))
-                    thumbnails.add(thumbnail(bitmap, 160))
+                    val x = p.preprocessBitmap(bitmap)
+                    queued.addLast(thumbnail(bitmap, 160))
                     bitmap.recycle()
+                    x
                 } catch (e: Exception) {
                     failed++
-                    Log.w(MainActivity.TAG, "cannot embed $uri: ${e.message}")
+                    Log.w(MainActivity.TAG, "cannot read $uri: ${e.message}")
+                    continue
+                }
+                try {
+                    commit(builder.add(uri.toString(), chw))
+                } catch (e: Exception) {
+                    dropQueued(e)
                 }
             }
+            try {
+                commit(builder.flush())
+            } catch (e: Exception) {
+                dropQueued(e)
+            }
+            val batches = builder.calls().size
             val ms = (System.nanoTime() - t0) / 1e6 / maxOf(1, uris.size - failed)
             val n = index.size()
             activity.runOnUiThread {
-                status.text = String.format(Locale.ROOT, "%d photos indexed (%.0f ms each)%s", n, ms,
-                    if (failed > 0) ", $failed could not be read" else "")
+                status.text = String.format(Locale.ROOT, "%d photos indexed (%.0f ms each, %d batches of up to %s)%s", n,
+                    ms, batches, p.imageBatch.toString(), if (failed > 0) ", $failed could not be read" else "")
             }
         }
     }

@@ -7,19 +7,25 @@ import org.clipdeploy.core.Bundle
 import org.clipdeploy.core.ClipTokenizer
 import org.clipdeploy.core.EncoderRuntime
 import org.clipdeploy.core.EncoderSession
+import org.clipdeploy.core.ImageIndexBuilder
 import org.clipdeploy.core.ImageSearch
 import org.clipdeploy.core.Preprocess
 import org.clipdeploy.core.PreprocessSpec
 import org.clipdeploy.core.ReferenceRuntime
 import org.clipdeploy.core.RgbImage
+import org.clipdeploy.core.ShapeDescriptor
+import org.clipdeploy.core.TextEncoder
 import org.clipdeploy.core.Vectors
 import org.clipdeploy.core.ZeroShot
 
 /**
  * A bundle's image and text encoders loaded on one runtime, with the core's preprocessing and tokenizer
  * in front: what the demo screens use. Pixels -> [RgbImage] ([BitmapPixels]) -> [Preprocess.apply]
- * (Pillow-exact resize + center crop) -> image encoder; text -> [ClipTokenizer.tokenize] -> text encoder.
- * Embeddings are L2-normalized. Calls are serialized (one encoder call at a time); [close] releases both.
+ * (Pillow-exact resize + center crop) -> image encoder; text -> [TextEncoder] (the core's tokenizer at the shortest
+ * length the text artifact's `shapes.length` accepts, passed as [1, L]; 77 for an artifact without shapes or a
+ * non-causal tower) -> text encoder. Photo indexing goes through [indexBuilder]: batches the image artifact's
+ * `shapes.batch` accepts, one [N,3,R,R] call each. Embeddings are L2-normalized. Calls are serialized (one encoder
+ * call at a time); [close] releases both.
  */
 class ClipPipeline private constructor(
     val bundle: Bundle,
@@ -34,6 +40,31 @@ class ClipPipeline private constructor(
     val spec: PreprocessSpec = bundle.preprocessSpec()
     val logitScale: Double = bundle.logitScale()
     private var closed = false
+    private val text = TextEncoder(textSession, tokenizer, textArtifact)
+
+    /** The text lengths the text artifact accepts (its manifest `shapes.length`). */
+    val textLength: ShapeDescriptor get() = text.length
+
+    /** The batch sizes the image artifact accepts (its manifest `shapes.batch`). */
+    val imageBatch: ShapeDescriptor get() = imageArtifact.shapes.batch
+
+    /** The image session behind this pipeline's lock, for [ImageIndexBuilder] (which calls it batch by batch). */
+    private val lockedImageSession = object : EncoderSession {
+        override fun encodeImage(chw: FloatArray, size: Int): FloatArray = synchronized(this@ClipPipeline) {
+            check(!closed) { "pipeline is closed" }
+            imageSession.encodeImage(chw, size)
+        }
+
+        override fun encodeImages(chws: Array<FloatArray>, size: Int): Array<FloatArray> = synchronized(this@ClipPipeline) {
+            check(!closed) { "pipeline is closed" }
+            imageSession.encodeImages(chws, size)
+        }
+
+        override fun encodeText(ids: IntArray): FloatArray =
+            throw IllegalStateException("an image encoder got token ids")
+
+        override fun close() {}
+    }
 
     /** One class with its probability, for zero-shot results. */
     data class Prediction(val label: String, val probability: Float)
@@ -47,15 +78,35 @@ class ClipPipeline private constructor(
 
     fun encodeBitmap(bitmap: Bitmap): FloatArray = encodeImage(BitmapPixels.fromBitmap(bitmap))
 
+    /** The image encoder's input for [image]: Pillow-exact resize + center crop, float32 [3, R, R]. */
+    fun preprocess(image: RgbImage): FloatArray = Preprocess.apply(image, spec)
+
+    fun preprocessBitmap(bitmap: Bitmap): FloatArray = preprocess(BitmapPixels.fromBitmap(bitmap))
+
+    /**
+     * A builder that adds preprocessed images ([preprocessBitmap]) to [index] in batches the image artifact accepts
+     * (ImageIndexBuilder: chunks of its largest batch, the last one padded with copies of its last image, the
+     * padded outputs dropped); the index equals the one-at-a-time index of [encodeImage].
+     */
+    fun indexBuilder(index: ImageSearch): ImageIndexBuilder =
+        ImageIndexBuilder(lockedImageSession, imageBatch, spec.imageSize, index)
+
+    /** The ids the text encoder gets for [text]: the shortest length its `shapes.length` accepts. */
+    fun textIds(text: String): IntArray = tokenizer.tokenizeShortest(text, textLength)
+
     @Synchronized
     fun encodeText(text: String): FloatArray {
         check(!closed) { "pipeline is closed" }
-        return Vectors.l2normalize(textSession.encodeText(tokenizer.tokenize(text)))
+        return this.text.embed(text)
     }
 
-    /** One embedding per label: the prompt ensemble over [templates] (ZeroShot.ensemble). */
-    fun classEmbeddings(labels: List<String>, templates: List<String> = ZeroShot.DEFAULT_TEMPLATES): List<FloatArray> =
-        labels.map { label -> ZeroShot.ensemble(ZeroShot.prompts(label, templates).map { encodeText(it) }) }
+    /** One embedding per label: the prompt ensemble over [templates] (ZeroShot.ensemble), each prompt tokenized to
+     * the shortest length the text artifact accepts. */
+    @Synchronized
+    fun classEmbeddings(labels: List<String>, templates: List<String> = ZeroShot.DEFAULT_TEMPLATES): List<FloatArray> {
+        check(!closed) { "pipeline is closed" }
+        return text.classEmbeddings(labels, templates)
+    }
 
     /** softmax(logit_scale * image . class) over the classes, the [k] most probable first. */
     fun classify(imageEmbedding: FloatArray, labels: List<String>, classEmbeddings: List<FloatArray>, k: Int = 3): List<Prediction> {

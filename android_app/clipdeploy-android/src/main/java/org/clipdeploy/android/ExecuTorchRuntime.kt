@@ -3,6 +3,7 @@ package org.clipdeploy.android
 import org.clipdeploy.core.Bundle
 import org.clipdeploy.core.EncoderRuntime
 import org.clipdeploy.core.EncoderSession
+import org.clipdeploy.core.Vectors
 import org.pytorch.executorch.EValue
 import org.pytorch.executorch.Module
 import org.pytorch.executorch.Tensor
@@ -67,7 +68,11 @@ class ExecuTorchRuntime : EncoderRuntime {
     }
 }
 
-/** One loaded `.pte`: `forward(image float32 [1,3,R,R])` or `forward(text int32 [1,77])` -> `embedding [1,D]`. */
+/**
+ * One loaded `.pte`: `forward(image float32 [N,3,R,R])` or `forward(text int32 [1,L])` -> `embedding [N,D]`. N and L
+ * are within the manifest's `shapes` (ExecuTorch: dynamic batch 1..8, text length 1..77, exported with
+ * `torch.export` dynamic dims); the core's index builder and tokenizer pick them.
+ */
 class ExecuTorchSession internal constructor(
     private val module: Module,
     private val name: String,
@@ -79,6 +84,14 @@ class ExecuTorchSession internal constructor(
         return embedding(module.forward(EValue.from(input)))
     }
 
+    /** One forward on a [N,3,R,R] tensor (N = chws.size, accepted by the artifact's `shapes.batch`). */
+    override fun encodeImages(chws: Array<FloatArray>, size: Int): Array<FloatArray> {
+        val flat = Vectors.concatRows(chws, 3 * size * size)
+        val input = Tensor.fromBlob(flat, longArrayOf(chws.size.toLong(), 3, size.toLong(), size.toLong()))
+        return Vectors.splitRows(embedding(module.forward(EValue.from(input))), chws.size)
+    }
+
+    /** [ids] at the length the tokenizer chose (the artifact's `shapes.length`): a [1, ids.size] tensor. */
     override fun encodeText(ids: IntArray): FloatArray {
         val input = Tensor.fromBlob(ids, longArrayOf(1, ids.size.toLong()))
         return embedding(module.forward(EValue.from(input)))

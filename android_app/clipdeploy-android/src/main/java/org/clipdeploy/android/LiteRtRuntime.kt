@@ -104,6 +104,14 @@ class LiteRtSession internal constructor(
         return run()
     }
 
+    /**
+     * LiteRT artifacts have static shapes (manifest `shapes.batch` fixed [1], text length fixed [77]): a batch runs
+     * row by row through the preallocated batch-1 buffers, one embedding per row.
+     */
+    @Synchronized
+    override fun encodeImages(chws: Array<FloatArray>, size: Int): Array<FloatArray> =
+        Array(chws.size) { k -> encodeImage(chws[k], size) }
+
     @Synchronized
     override fun encodeText(ids: IntArray): FloatArray {
         check(spec.inputName == "text") { "$name: an image encoder got token ids" }

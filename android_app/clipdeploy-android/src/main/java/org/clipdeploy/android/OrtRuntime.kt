@@ -8,12 +8,15 @@ import java.nio.IntBuffer
 import org.clipdeploy.core.Bundle
 import org.clipdeploy.core.EncoderRuntime
 import org.clipdeploy.core.EncoderSession
+import org.clipdeploy.core.Vectors
 
 /**
  * ONNX Runtime (`com.microsoft.onnxruntime:onnxruntime-android`, CPU execution provider) for the
  * `onnx-fp32` and `onnx-fp16` artifacts. fp16 artifacts keep float32 inputs/outputs (clip-export's
- * keep_io_types), so both precisions take the same tensors: input `image` float32 [1,3,R,R] or
- * `text` int32 [1,77], output `embedding` float32 [1,D].
+ * keep_io_types), so both precisions take the same tensors: input `image` float32 [N,3,R,R] or
+ * `text` int32 [1,L], output `embedding` float32 [N,D]. The batch N and the text length L are the manifest's
+ * `shapes` (ONNX: dynamic batch, text length dynamic 1..77): [encodeImages] sends a whole batch in one run,
+ * [encodeText] takes the ids at whatever length the core's tokenizer chose ([1, ids.size]).
  *
  * Threads: `SessionOptions.setIntraOpNumThreads` (0 leaves ONNX Runtime's default, one per core),
  * one inter-op thread, sequential execution, all graph optimizations, like clip-latency's onnxruntime runner.
@@ -90,6 +93,16 @@ class OrtEncoderSession internal constructor(
         return OnnxTensor.createTensor(env, FloatBuffer.wrap(chw), shape).use { run(it) }
     }
 
+    /** One run on [N,3,R,R] (N = chws.size, a batch the artifact's `shapes.batch` accepts): N embeddings. */
+    override fun encodeImages(chws: Array<FloatArray>, size: Int): Array<FloatArray> {
+        val per = 3 * size * size
+        val flat = Vectors.concatRows(chws, per)     // IllegalArgumentException for a row of another size
+        val shape = longArrayOf(chws.size.toLong(), 3, size.toLong(), size.toLong())
+        val y = OnnxTensor.createTensor(env, FloatBuffer.wrap(flat), shape).use { run(it) }
+        return Vectors.splitRows(y, chws.size)
+    }
+
+    /** [ids] at the length the tokenizer chose (the artifact's `shapes.length`): a [1, ids.size] tensor. */
     override fun encodeText(ids: IntArray): FloatArray {
         val shape = longArrayOf(1, ids.size.toLong())
         return OnnxTensor.createTensor(env, IntBuffer.wrap(ids), shape).use { run(it) }

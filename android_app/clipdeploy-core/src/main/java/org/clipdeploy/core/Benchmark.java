@@ -83,9 +83,18 @@ public final class Benchmark {
         return r;
     }
 
-    private static float[] run(EncoderSession s, Bundle.Artifact a, Bundle.Probe p, int index) throws Exception {
+    private static float[] run(EncoderSession s, Bundle.Artifact a, Bundle.Probe p, int[][] ids, int index) throws Exception {
         if ("image".equals(a.encoder)) return s.encodeImage(p.images[index], p.imageSize);
-        return s.encodeText(p.tokenIds[index]);
+        return s.encodeText(ids[index]);
+    }
+
+    /** The probe's [77] id rows as the text artifact takes them ({@link ArtifactShapes#fitIds}: unchanged when it
+     * accepts 77, as every exported text artifact does); null for an image artifact. */
+    private static int[][] textInputs(Bundle.Artifact a, Bundle.Probe p) {
+        if ("image".equals(a.encoder)) return null;
+        int[][] out = new int[p.tokenIds.length][];
+        for (int k = 0; k < out.length; k++) out[k] = a.shapes.fitIds(p.tokenIds[k]);
+        return out;
     }
 
     public static Map<String, Object> measure(Bundle bundle, Bundle.Artifact a, EncoderRuntime rt, BenchmarkSettings settings,
@@ -97,6 +106,7 @@ public final class Benchmark {
         EncoderSession s = null;
         try {
             Bundle.Probe p = bundle.probe();
+            int[][] ids = textInputs(a, p);
             r.put("runtime_versions", rt.versions());
             phase = "configure";
             progress.onPhase(a.path, phase, 0, 0);
@@ -115,7 +125,7 @@ public final class Benchmark {
             phase = "first_inference";
             progress.onPhase(a.path, phase, 0, 0);
             t0 = System.nanoTime();
-            float[] y = run(s, a, p, 0);
+            float[] y = run(s, a, p, ids, 0);
             double first = (System.nanoTime() - t0) / 1e6;
             if (y == null || y.length == 0) throw new IllegalStateException("the artifact returned no embedding");
             s.close();
@@ -129,7 +139,7 @@ public final class Benchmark {
 
             phase = "warmup";
             progress.onPhase(a.path, phase, 0, settings.warmup);
-            for (int k = 0; k < settings.warmup; k++) run(s, a, p, 0);
+            for (int k = 0; k < settings.warmup; k++) run(s, a, p, ids, 0);
 
             phase = "steady";
             List<Double> samples = new ArrayList<>();
@@ -139,7 +149,7 @@ public final class Benchmark {
             int blockN = 0;
             while (samples.size() < settings.runs || total < settings.minSeconds || ends.size() < settings.minBlocks) {
                 long t = System.nanoTime();
-                run(s, a, p, 0);
+                run(s, a, p, ids, 0);
                 double ms = (System.nanoTime() - t) / 1e6;
                 samples.add(ms);
                 total += ms / 1e3;
@@ -165,7 +175,7 @@ public final class Benchmark {
             boolean image = "image".equals(a.encoder);
             int n = image ? p.images.length : p.tokenIds.length;
             float[][] got = new float[n][];
-            for (int k = 0; k < n; k++) got[k] = run(s, a, p, k);
+            for (int k = 0; k < n; k++) got[k] = run(s, a, p, ids, k);
             Parity.Figures fig = Parity.measure(image ? p.refImage : p.refText, got, image ? p.refText : p.refImage);
 
             Map<String, Object> load = new LinkedHashMap<>();

@@ -32,6 +32,11 @@ public final class Bundle {
         public final boolean isDefault;
         /** The manifest's declared inputs and outputs (empty when it has none or they cannot be read). */
         public final List<TensorSpec> inputs, outputs;
+        /**
+         * The input shapes it accepts (the manifest's {@code shapes}: batch, and a text encoder's length); an older
+         * manifest without the key: batch fixed [1], length fixed [77].
+         */
+        public final ArtifactShapes shapes;
         private Bundle owner;
 
         Artifact(String target, String precision, String encoder, String path, File file, Map<String, Object> parity,
@@ -42,6 +47,11 @@ public final class Bundle {
 
         Artifact(String target, String precision, String encoder, String path, File file, Map<String, Object> parity,
                  boolean isDefault, List<TensorSpec> inputs, List<TensorSpec> outputs) {
+            this(target, precision, encoder, path, file, parity, isDefault, inputs, outputs, ArtifactShapes.defaults(encoder));
+        }
+
+        Artifact(String target, String precision, String encoder, String path, File file, Map<String, Object> parity,
+                 boolean isDefault, List<TensorSpec> inputs, List<TensorSpec> outputs, ArtifactShapes shapes) {
             this.target = target;
             this.precision = precision;
             this.encoder = encoder;
@@ -51,6 +61,7 @@ public final class Bundle {
             this.isDefault = isDefault;
             this.inputs = inputs;
             this.outputs = outputs;
+            this.shapes = shapes;
         }
 
         /** The bundle this artifact belongs to (its manifest gives the sizes the artifact is checked against). */
@@ -174,10 +185,17 @@ public final class Bundle {
             Map<String, Object> a = Json.map(o);
             String path = Json.str(a.get("path"));
             Object parity = a.get("parity");
-            arts.add(new Artifact(Json.str(a.get("target")), Json.str(a.get("precision")), Json.str(a.get("encoder")), path,
+            String encoder = Json.str(a.get("encoder"));
+            ArtifactShapes shapes;
+            try {
+                shapes = ArtifactShapes.parse(a.get("shapes"), encoder, "artifact " + path + ": shapes");
+            } catch (ShapeDescriptor.ShapeException e) {
+                throw new BundleException(mf + ": " + e.getMessage());
+            }
+            arts.add(new Artifact(Json.str(a.get("target")), Json.str(a.get("precision")), encoder, path,
                     new File(dir, path), parity instanceof Map ? Json.map(parity) : null,
                     !Boolean.FALSE.equals(a.get("default")), TensorSpec.parseList(a.get("inputs")),
-                    TensorSpec.parseList(a.get("outputs"))));
+                    TensorSpec.parseList(a.get("outputs")), shapes));
         }
         return new Bundle(dir, m, Collections.unmodifiableList(arts));
     }

@@ -87,18 +87,67 @@ public final class ClipTokenizer {
     /** SOT, the BPE ids, EOT, padded with 0. Over-long text keeps the first contextLength - 2 ids, so EOT stays
      * last (open_clip: tokens[:context_length] with the last replaced by EOT). */
     public int[] tokenize(String text) {
-        int[] bpe = encode(text);
-        int[] out = new int[contextLength];
-        int n = Math.min(bpe.length, contextLength - 2);
-        out[0] = SOT;
-        System.arraycopy(bpe, 0, out, 1, n);
-        out[n + 1] = EOT;
-        return out;
+        return ids(encode(text), contextLength);
     }
 
     public int[][] tokenize(List<String> texts) {
         int[][] out = new int[texts.size()][];
         for (int k = 0; k < out.length; k++) out[k] = tokenize(texts.get(k));
+        return out;
+    }
+
+    /** {@link #tokenize} at {@code length} positions: SOT, the BPE ids, EOT, 0-padded; longer text is cut to
+     * {@code length} with EOT last (open_clip's tokenizer called with {@code context_length=length}). */
+    public int[] tokenize(String text, int length) {
+        if (length < 1) throw new IllegalArgumentException("length must be at least 1, got " + length);
+        return ids(encode(text), length);
+    }
+
+    /** Tokens of {@code text} as the encoder sees them at {@link #contextLength}: SOT, the BPE ids, EOT, at most
+     * contextLength (Python's {@code tokenizer.token_count}). */
+    public int tokenCount(String text) {
+        return Math.min(encode(text).length + 2, contextLength);
+    }
+
+    /**
+     * The shortest length a text artifact whose {@code shapes.length} is {@code length} accepts for {@code text}:
+     * {@link ShapeDescriptor#shortestAccepted} of its {@link #tokenCount} (Python's {@code tokenizer.shortest_length}).
+     */
+    public int shortestLength(String text, ShapeDescriptor length) {
+        return length.shortestAccepted(tokenCount(text));
+    }
+
+    /**
+     * The ids at the shortest accepted length ({@link #shortestLength}); for a causal text tower the same embedding
+     * as 77 positions. Text with more tokens than the largest accepted length is cut to it, EOT last
+     * (Python's {@code tokenize(text, length=descriptor)}).
+     */
+    public int[] tokenizeShortest(String text, ShapeDescriptor length) {
+        int[] bpe = encode(text);
+        return ids(bpe, length.shortestAccepted(Math.min(bpe.length + 2, contextLength)));
+    }
+
+    /** Several texts at one length: the shortest accepted length that holds the longest (a batch). */
+    public int[][] tokenizeShortest(List<String> texts, ShapeDescriptor length) {
+        int[][] bpe = new int[texts.size()][];
+        int need = 2;
+        for (int k = 0; k < bpe.length; k++) {
+            bpe[k] = encode(texts.get(k));
+            need = Math.max(need, Math.min(bpe[k].length + 2, contextLength));
+        }
+        int l = length.shortestAccepted(need);
+        int[][] out = new int[bpe.length][];
+        for (int k = 0; k < out.length; k++) out[k] = ids(bpe[k], l);
+        return out;
+    }
+
+    /** SOT + bpe + EOT in {@code length} positions: cut to length with the last set to EOT, or 0-padded. */
+    static int[] ids(int[] bpe, int length) {
+        int[] out = new int[length];
+        int n = Math.min(bpe.length + 2, length);       // tokens kept
+        out[0] = SOT;
+        System.arraycopy(bpe, 0, out, 1, Math.max(0, Math.min(bpe.length, n - 1)));
+        out[n - 1] = EOT;
         return out;
     }
 

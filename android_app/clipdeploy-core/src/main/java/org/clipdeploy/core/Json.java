@@ -119,7 +119,7 @@ public final class Json {
         return out;
     }
 
-    private static String kind(Object o) {
+    static String kind(Object o) {
         if (o == null) return "null";
         if (o instanceof Map) return "an object";
         if (o instanceof List) return "an array";

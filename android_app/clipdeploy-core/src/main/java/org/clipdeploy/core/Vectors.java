@@ -49,4 +49,31 @@ public final class Vectors {
         for (float x : v) if (Float.isNaN(x) || Float.isInfinite(x)) return false;
         return true;
     }
+
+    /**
+     * Rows of {@code per} values each, back to back (a batch [N, ...] for a runtime's flat input buffer). Every row
+     * must have {@code per} values.
+     */
+    public static float[] concatRows(float[][] rows, int per) {
+        if (rows.length == 0) throw new IllegalArgumentException("an empty batch");
+        float[] out = new float[rows.length * per];
+        for (int k = 0; k < rows.length; k++) {
+            if (rows[k].length != per) {
+                throw new IllegalArgumentException("row " + k + " has " + rows[k].length + " values, expected " + per);
+            }
+            System.arraycopy(rows[k], 0, out, k * per, per);
+        }
+        return out;
+    }
+
+    /** A runtime's flat batched output [N, D] as N rows of D. */
+    public static float[][] splitRows(float[] flat, int n) {
+        if (n < 1 || flat.length % n != 0 || flat.length == 0) {
+            throw new IllegalArgumentException("an output of " + flat.length + " values is not " + n + " embeddings");
+        }
+        int d = flat.length / n;
+        float[][] out = new float[n][];
+        for (int k = 0; k < n; k++) out[k] = java.util.Arrays.copyOfRange(flat, k * d, (k + 1) * d);
+        return out;
+    }
 }
