@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from . import bundle as bundle_mod
+from . import shapes as shapes_mod
 from .backends.base import BackendUnavailable, time_alternately
 from .parity import QUANTIZED, THRESHOLDS, VALIDATION_THRESHOLDS, ParityError, check, measure
 from .targets import ExportInputError, backend, resolve
@@ -84,6 +85,93 @@ def _validate(b, art_path: Path, which: str, precision: str, val: dict, what: st
                  VALIDATION_THRESHOLDS)
 
 
+def _caller(b, path: Path):
+    """``call(x) -> float32 [N, D]`` on the saved artifact, loaded once, for the shape checks."""
+    call = b.open(path)
+
+    def run(x):
+        y = call(np.ascontiguousarray(x))
+        y = y.detach().numpy() if isinstance(y, torch.Tensor) else y
+        return np.asarray(y, np.float32).reshape(len(x), -1)
+    return run
+
+
+def _shape_gate(b, path: Path, which: str, precision: str, shp: dict, sets: dict, what: str) -> dict:
+    """Every non-fixed shape an artifact accepts, checked on the saved file in its runtime.
+
+    * text length: each caption of the probe set and :data:`shapes.SHORT_CAPTIONS` at its own token
+      count (a dynamic length) and at every checked length class that holds it, against the PyTorch
+      77-token embedding, at the precision's bars;
+    * image batch: the first N probe + validation images in one call against the same artifact run
+      row by row (batch 1): fp32 at the fp32 bars (max abs <= 1e-5); fp16/int8 rows at their precision's
+      bars against the PyTorch reference (a per-tensor int8 activation scale depends on the batch), with
+      the max abs against batch 1 recorded.
+
+    Returns the record (``parity["shapes"]``); raises :class:`ParityError` on a miss. Artifacts that cannot
+    run here, or take only fixed shapes, are not checked here (their record says so)."""
+    from clipdeploy.models import shapes as S
+    dims = {k: v for k, v in shp.items() if v["kind"] != "fixed"}
+    if not dims:
+        return {"checked": False, "why": "fixed shapes only"}
+    if not b.can_run_here:
+        return {"checked": False, "why": f"{b.name} artifacts cannot run on this host"}
+    run = _caller(b, path)
+    out = {"checked": True}
+    if which == "text" and "length" in dims:
+        ids, ref, other = sets["text_ids"], sets["text_ref"], sets["image_ref"]
+        counts = np.array([S.token_count(r) for r in ids])
+        desc = dims["length"]
+        classes = shapes_mod.length_classes(desc)
+        rows = []
+        # each caption at its own (shortest accepted) length, one at a time as an app runs it
+        own = np.stack([run(S.trim(ids[i:i + 1], desc))[0] for i in range(len(ids))])
+        fig = check(measure(ref, own, other), precision, f"{what} at each caption's shortest accepted length")
+        rows.append({"length": "shortest", "rows": len(ids), "max_abs": fig["max_abs"],
+                     "cosine_min": fig["cosine_min"], "zero_shot_agreement": fig["zero_shot_agreement"]})
+        for L in classes:
+            sel = np.flatnonzero(counts <= L)
+            if not len(sel):
+                continue
+            got = np.stack([run(ids[i:i + 1, :L])[0] for i in sel])
+            fig = check(measure(ref[sel], got, other), precision, f"{what} at length {L}")
+            rows.append({"length": int(L), "rows": int(len(sel)), "max_abs": fig["max_abs"],
+                         "cosine_min": fig["cosine_min"], "zero_shot_agreement": fig["zero_shot_agreement"]})
+        out["length"] = {"against": "PyTorch at 77 tokens", "classes": rows,
+                         "max_abs": max(r["max_abs"] for r in rows)}
+    if "batch" in dims:
+        x_all, ref_all, other = (sets["images"], sets["image_ref"], sets["text_ref"]) if which == "image" \
+            else (sets["text_ids"], sets["text_ref"], sets["image_ref"])
+        rows = []
+        for n in shapes_mod.batch_sizes(dims["batch"]):
+            if n > len(x_all):
+                continue
+            x, ref = x_all[:n], ref_all[:n]
+            one = np.concatenate([run(x[i:i + 1]) for i in range(n)])
+            got = run(x)
+            vs_one = float(np.abs(got - one).max())
+            if precision == "fp32":
+                fig = check(measure(one, got, other), "fp32", f"{what} at batch {n} against batch 1 row by row")
+            else:
+                fig = check(measure(ref, got, other), precision, f"{what} at batch {n}")
+            rows.append({"batch": int(n), "max_abs_vs_batch1": vs_one, "max_abs": fig["max_abs"],
+                         "cosine_min": fig["cosine_min"], "zero_shot_agreement": fig["zero_shot_agreement"],
+                         "against": "batch 1" if precision == "fp32" else "PyTorch"})
+        out["batch"] = rows
+    return out
+
+
+def _shapes_line(rec: dict) -> str:
+    if not rec.get("checked"):
+        return ""
+    parts = []
+    if "length" in rec:
+        parts.append("lengths " + ", ".join(str(r["length"]) for r in rec["length"]["classes"])
+                     + f" vs 77 tokens: max abs {rec['length']['max_abs']:.1e}")
+    for r in rec.get("batch", []):
+        parts.append(f"batch {r['batch']} vs batch 1: max abs {r['max_abs_vs_batch1']:.1e}")
+    return "shapes: " + "; ".join(parts)
+
+
 def _validation_line(v: dict) -> str:
     if "cosine_min" not in v:
         return "validation: structural only (cannot run here)"
@@ -150,6 +238,14 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
             ref_image = wrappers["image"](images).numpy()
             ref_text = wrappers["text"](ids).numpy()
         images_np, ids_np = images.numpy(), ids.numpy()
+        causal = shapes_mod.text_causality(wrappers["text"], ids_np)
+        log(f"[shapes] text tower {'causal' if causal['causal'] else 'not causal'}: {causal['reason']}")
+        short_ids = fused.tokenize(list(shapes_mod.SHORT_CAPTIONS)).numpy()
+        with torch.no_grad():
+            short_ref = wrappers["text"](torch.from_numpy(short_ids)).numpy()
+        shape_sets = {"text_ids": np.concatenate([ids_np, short_ids]),
+                      "text_ref": np.concatenate([ref_text, short_ref]), "image_ref": ref_image,
+                      "images": images_np, "text_ref_probe": ref_text}
         n_val_images, n_val_captions = validation or (vset.VALIDATION_IMAGES, vset.VALIDATION_CAPTIONS)
         needs_sets = any(p in VALIDATED for _, p in plan)
         cal = val = None
@@ -171,6 +267,9 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                 val = {"images": val_images, "ids": val_ids.numpy(),
                        "ref_image": wrappers["image"](torch.from_numpy(val_images)).numpy(),
                        "ref_text": wrappers["text"](val_ids).numpy()}
+            # the batch checks take probe images then validation images (8 distinct rows)
+            shape_sets["images"] = np.concatenate([images_np, val_images[:8]])
+            shape_sets["image_ref"] = np.concatenate([ref_image, val["ref_image"][:8]])
             log(f"        {time.perf_counter() - t:.1f}s")
         manifest = {
             "schema_version": bundle_mod.MANIFEST_SCHEMA_VERSION,
@@ -183,6 +282,7 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                            # runtime (clip-latency's torch) needs to rebuild the same weights
                            "random_weights": None if random_weights is None else int(random_weights)},
             "spec": spec.to_dict(),
+            "text_causality": {k: causal[k] for k in ("causal", "reason", "max_abs")},
             "preprocessing": {"image_size": spec.image_size, "resize_shorter_side_to": spec.resize_size,
                               "interpolation": spec.interpolation, "center_crop": spec.image_size,
                               "input_range": [0.0, 1.0], "channel_order": "RGB", "layout": "NCHW",
@@ -222,9 +322,10 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                 else:
                     calibration = images_np if which == "image" else ids_np
                     other_cal = ref_text if which == "image" else ref_image
+                shp = shapes_mod.plan(target, which, causal)
                 result = b.export(wrappers[which], example_input(spec, which), which, prec, path, spec,
                                   {**(backend_options or {}), "ios": ios, "calibration": calibration,
-                                   "other_tower": other_cal})
+                                   "other_tower": other_cal, "shapes": shp})
                 t_export = time.perf_counter() - t
                 t = time.perf_counter()
                 try:
@@ -249,6 +350,16 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                                                 "passed": False, "failures": e.failures}
                         parity.update(passed=False, accepted_degraded=True,
                                       failures=parity.get("failures", []) + [f"validation: {f}" for f in e.failures])
+                try:
+                    parity["shapes"] = _shape_gate(b, result.path, which, prec, shp, shape_sets,
+                                                   f"{sub}/{name}{b.extension}")
+                except ParityError as e:
+                    if not (accept_degraded and prec in QUANTIZED):
+                        raise
+                    log(f"        warning: {e}; written anyway (--accept-degraded), never the default")
+                    parity["shapes"] = {"checked": True, "passed": False, "failures": e.failures}
+                    parity.update(passed=False, accepted_degraded=True,
+                                  failures=parity.get("failures", []) + [f"shapes: {f}" for f in e.failures])
                 size = _size(result.path.parent, result.files)
                 log(f"        {t_export:.1f}s export, {time.perf_counter() - t:.1f}s gate: "
                     + (f"max abs {parity['max_abs']:.2e}, min cos {parity['cosine_min']:.6f}, zero-shot "
@@ -256,6 +367,8 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                        else "structural check passed (cannot run here)"))
                 if "validation" in parity:
                     log("        " + _validation_line(parity["validation"]))
+                if _shapes_line(parity["shapes"]):
+                    log("        " + _shapes_line(parity["shapes"]))
                 d = (result.info or {}).get("delegation")
                 if d:
                     log(f"        delegated {d['share_delegated']:.1%} of ops in {d['partitions']} partition(s) "
@@ -265,7 +378,7 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                     "target": target, "precision": prec, "encoder": which,
                     "path": f"{sub}/{result.path.name}",
                     "files": [f"{sub}/{f}" for f in result.files],
-                    "inputs": result.inputs, "outputs": result.outputs, "parity": parity,
+                    "inputs": result.inputs, "outputs": result.outputs, "shapes": shp, "parity": parity,
                     "size_bytes": size, "export_seconds": round(t_export, 2), "info": result.info})
         manifest["precision_tradeoffs"] = _tradeoffs(manifest["artifacts"], tmp, images_np[:1],
                                                      ids_np[:1], log)

@@ -101,9 +101,13 @@ class _Text(nn.Module):
 
     def forward(self, input_ids):
         tm = self.text_model
-        x = tm.embeddings(input_ids=input_ids)
         n = input_ids.shape[-1]
-        x = tm.encoder(inputs_embeds=x, attention_mask=self.causal_mask[..., :n, :n]).last_hidden_state
+        # positions and mask for n <= 77 tokens without a no-op cut at 77 (torch.export would guard on
+        # n != 77 and specialize a variable-length export): arange positions, the mask padded by one
+        pos = torch.arange(n, device=input_ids.device)[None]
+        x = tm.embeddings(input_ids=input_ids, position_ids=pos)
+        mask = torch.nn.functional.pad(self.causal_mask, (0, 1, 0, 1))[..., :n, :n]
+        x = tm.encoder(inputs_embeds=x, attention_mask=mask).last_hidden_state
         x = tm.final_layer_norm(x)
         pooled = x[torch.arange(x.shape[0], device=x.device), input_ids.to(torch.int32).argmax(dim=-1)]
         return self.projection(pooled)

@@ -72,23 +72,55 @@ def _static_example(example: torch.Tensor, encoder: str) -> torch.Tensor:
     return example.to(torch.float32).contiguous()
 
 
-def _export(wrapper: nn.Module, example: torch.Tensor, encoder: str):
+def _dynamic_shapes(example: torch.Tensor, encoder: str, shapes: Optional[dict]):
+    """torch.export ``dynamic_shapes`` for the artifact's ``shapes`` entry (:mod:`clipdeploy.export.shapes`):
+    a dynamic image batch (bounded: XNNPACK plans its memory for the upper bound) or text length; None
+    when everything is static. The example is widened to the upper bound (a size-1 example would be
+    specialized)."""
+    dims = {}
+    if shapes:
+        b, L = shapes.get("batch"), shapes.get("length")
+        if b and b["kind"] == "dynamic" and b["max"] and b["max"] > 1:
+            dims[0] = torch.export.Dim("batch", min=1, max=int(b["max"]))
+            example = example[:1].expand(int(b["max"]), *example.shape[1:]).contiguous()
+        if encoder == "text" and L and L["kind"] == "dynamic":
+            dims[1] = torch.export.Dim("length", min=int(L["min"]), max=int(L["max"]))
+            # an example at the bound would be specialized to it (slicing the 77 positional rows to
+            # 77 clamps), so trace at a length inside the range
+            example = example[:, :max(int(L["min"]), min(32, int(L["max"]) - 1))].contiguous()
+    static = torch.export.Dim.STATIC
+    if not dims:
+        return None, example
+    return ({0: dims.get(0, static), 1: dims.get(1, static)} if encoder == "text"
+            else {0: dims.get(0, static)}), example
+
+
+def _export(wrapper: nn.Module, example: torch.Tensor, encoder: str, shapes: Optional[dict] = None):
     if encoder not in ("image", "text"):
         raise ValueError(f"encoder must be 'image' or 'text', got {encoder!r}")
     name = IMAGE_INPUT if encoder == "image" else TEXT_INPUT
     example = _static_example(example, encoder)
+    dynamic, example = _dynamic_shapes(example, encoder, shapes)
     wrapper = wrapper.eval()
     # torch.export names the placeholder after forward()'s argument; the wrappers call it image/text.
     with torch.no_grad():
-        ep = torch.export.export(wrapper, (example,))
+        ep = torch.export.export(wrapper, (example,), dynamic_shapes=(dynamic,) if dynamic else None)
     return ep, example, name
 
 
-def _io(ep, example: torch.Tensor, name: str):
+def _io(ep, example: torch.Tensor, name: str, shapes: Optional[dict] = None):
+    """Input/output specs; a dynamic dim is named ("batch", "length") as in the ONNX artifacts."""
     out = [n for n in ep.graph.nodes if n.op == "output"][0].args[0]
     out = out[0] if isinstance(out, (tuple, list)) else out
-    oshape = list(out.meta["val"].shape)
-    inputs = [{"name": name, "shape": list(example.shape), "dtype": str(example.dtype).replace("torch.", "")}]
+    dyn = {0: "batch", 1: "length"}
+    ph = [n for n in ep.graph.nodes if n.op == "placeholder"][-1].meta["val"]
+
+    def dims(shape):
+        return [d if isinstance(d, int) else dyn.get(i, str(d)) for i, d in enumerate(shape)]
+
+    oshape = dims(out.meta["val"].shape)
+    inputs = [{"name": name, "shape": dims(ph.shape) if shapes else list(example.shape),
+               "dtype": str(example.dtype).replace("torch.", "")}]
     outputs = [{"name": OUTPUT, "shape": oshape, "dtype": "float32"}]
     return inputs, outputs
 
@@ -125,13 +157,20 @@ def _is_data_movement(opname: str) -> bool:
     return base in _DATA_MOVEMENT or base in ("dim_order_ops", "_clone_dim_order")
 
 
+def _is_shape_arithmetic(node) -> bool:
+    """A node computing a symbolic size of a dynamic-shape program (``sym_size``, ``mul`` / ``add`` of
+    SymInts): scalar arithmetic ExecuTorch evaluates between kernels, not a tensor op."""
+    val = node.meta.get("val")
+    return isinstance(val, (torch.SymInt, int)) and not isinstance(val, bool)
+
+
 def delegation_figures(edge_program) -> dict:
     """Delegation figures of a lowered edge ``ExportedProgram`` (see the module docstring)."""
     from executorch.exir.lowered_backend_module import LoweredBackendModule
 
     gm = edge_program.graph_module
     inside, outside = collections.Counter(), collections.Counter()
-    backends = collections.Counter()
+    backends, shape_ops = collections.Counter(), collections.Counter()
     partitions = 0
     for node in gm.graph.nodes:
         if node.op != "call_function" or _is_getitem(node.target):
@@ -145,6 +184,9 @@ def delegation_figures(edge_program) -> dict:
             for n in sub.graph.nodes:
                 if n.op == "call_function" and not _is_getitem(n.target):
                     inside[_op_name(n.target)] += 1
+            continue
+        if _is_shape_arithmetic(node):
+            shape_ops[_op_name(node.target)] += 1
             continue
         outside[_op_name(node.target)] += 1
     n_in, n_out = sum(inside.values()), sum(outside.values())
@@ -162,6 +204,7 @@ def delegation_figures(edge_program) -> dict:
         "compute_ops_outside": {k: v for k, v in sorted(outside.items())
                                 if not _is_data_movement(k) and not _is_indexing(k)},
         "ops_delegated": dict(sorted(inside.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "shape_arithmetic_outside": dict(sorted(shape_ops.items())),
     }
 
 
@@ -316,10 +359,37 @@ def _drop_broadcast_expands(ep) -> int:
     return removed
 
 
+_VIEWS = {aten.view.default, aten._unsafe_view.default, aten.reshape.default}
+
+
+def _infer_symbolic_view_dims(ep) -> int:
+    """A view / reshape whose target shape has exactly one symbolic size (a dynamic batch or length)
+    gets -1 there: the same shape (the element count fixes it), and the only dynamic form XNNPACK's
+    static reshape takes (it refuses symbolic sizes). Returns how many were rewritten."""
+    g = ep.graph_module.graph
+    n = 0
+    for node in g.nodes:
+        if node.op != "call_function" or node.target not in _VIEWS or len(node.args) < 2:
+            continue
+        shape = list(node.args[1])
+        sym = [i for i, d in enumerate(shape) if not isinstance(d, int)]
+        if len(sym) == 1 and -1 not in shape:
+            shape[sym[0]] = -1
+            node.args = (node.args[0], shape) + tuple(node.args[2:])
+            n += 1
+    if n:
+        g.eliminate_dead_code()
+        ep.graph_module.recompile()
+    return n
+
+
 def xnnpack_friendly(ep):
     """The rewrite described in the module docstring; returns a new ExportedProgram."""
     _drop_broadcast_expands(ep)
-    return ep.run_decompositions(dict(_REWRITES))
+    ep = ep.run_decompositions(dict(_REWRITES))
+    if ep.range_constraints:             # a dynamic batch / length
+        _infer_symbolic_view_dims(ep)
+    return ep
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -355,7 +425,7 @@ def _unit_of(node, units: list) -> str:
 
 
 def _quantize(ep, wrapper, example, calibration, encoder: str, scheme: str = "auto",
-              other_tower=None, target_cosine: float = INT8_TARGET_COSINE):
+              other_tower=None, target_cosine: float = INT8_TARGET_COSINE, dynamic=None):
     """Quantize the (rewritten) exported program with the XNNPACK quantizer and re-export it.
 
     ``scheme`` "auto" is static for image towers and dynamic for text towers (static activation
@@ -424,7 +494,7 @@ def _quantize(ep, wrapper, example, calibration, encoder: str, scheme: str = "au
             chosen.pop()
             converted, fig = trial(chosen)
     with torch.no_grad():
-        qep = torch.export.export(converted, (example,))
+        qep = torch.export.export(converted, (example,), dynamic_shapes=(dynamic,) if dynamic else None)
     return qep, {"scheme": scheme, "quantizer": "XNNPACKQuantizer (per-channel symmetric int8 weights)",
                  "calibration_rows": len(rows) if scheme == "static" else 0,
                  "units_quantized": len(chosen), "units_total": len(units),
@@ -503,15 +573,17 @@ class ExecuTorchBackend(Backend):
         if rewrite:
             wrapper, banded = split_large_depthwise(wrapper)
             wrapper, _ = rewrite_attention_pools(wrapper)
-        ep, example, name = _export(wrapper, example, encoder)
-        inputs, outputs = _io(ep, example, name)
+        shapes = options.get("shapes")
+        ep, example, name = _export(wrapper, example, encoder, shapes)
+        inputs, outputs = _io(ep, example, name, shapes)
         t_export = time.perf_counter() - t0
         if rewrite:
             ep = xnnpack_friendly(ep)
         quant = None
         if precision == "int8":
             ep, quant = _quantize(ep, wrapper, example, options.get("calibration"), encoder,
-                                  options.get("int8_scheme", "auto"), options.get("other_tower"))
+                                  options.get("int8_scheme", "auto"), options.get("other_tower"),
+                                  dynamic=_dynamic_shapes(example, encoder, shapes)[0])
         t1 = time.perf_counter()
         edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
         t_lower = time.perf_counter() - t1
@@ -534,7 +606,7 @@ class ExecuTorchBackend(Backend):
             "delegate": "XnnpackBackend",
             "executorch_version": getattr(executorch, "__version__", None) or _dist_version("executorch"),
             "torch_version": torch.__version__,
-            "static_batch": 1,
+            "static_batch": None if (shapes or {}).get("batch", {}).get("kind") == "dynamic" else 1,
             "rewrite": bool(rewrite),
             "banded_depthwise_convs": banded,
             "delegation": figures,

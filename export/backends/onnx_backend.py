@@ -4,9 +4,11 @@ with ONNX Runtime (CPUExecutionProvider) for the parity gate.
 The artifact computes exactly the wrapper's function (:mod:`clipdeploy.export.wrappers`):
 
 * image: float32 ``image`` [batch, 3, R, R] -> float32 ``embedding`` [batch, D]
-* text: int32 ``text`` [batch, 77] -> float32 ``embedding`` [batch, D]
+* text: int32 ``text`` [batch, 77] -> float32 ``embedding`` [batch, D]; for a causal text tower
+  (``options["shapes"]["length"]`` dynamic, see :mod:`clipdeploy.export.shapes`) [batch, length] with
+  1 <= length <= 77
 
-with a dynamic batch axis named ``batch``. fp16 artifacts keep float32/int32 inputs and a float32
+with a dynamic batch axis named ``batch`` (and ``length``). fp16 artifacts keep float32/int32 inputs and a float32
 output (``keep_io_types``) and compute everything in between in fp16, except the converter's default
 block list (Range, Resize, ...) and, in text towers, LayerNormalization (``DEFAULT_FP16_KEEP_FP32_OPS``;
 ``options["fp16_keep_fp32_ops"]`` overrides it, ``()`` for all-fp16). Every fp16 artifact is loaded once
@@ -41,7 +43,7 @@ Graph passes applied after the exporter (each is a no-op when not needed):
   exporter names the token-embedding lookup ``embedding``) has been renamed out of the way;
 * an int64 ``Cast`` feeding an ``ArgMax`` over the int32 token ids is bypassed (ONNX Runtime has no
   int64 ArgMax kernel on some providers; the argmax of int32 ids is the same index);
-* dim 0 of the input and the output is named ``batch``.
+* dim 0 of the input and the output is named ``batch`` (dim 1 of a variable-length text input ``length``).
 """
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ from .base import Backend, BackendUnavailable, ExportResult
 
 IMAGE_INPUT, TEXT_INPUT, OUTPUT = "image", "text", "embedding"
 BATCH = "batch"
+LENGTH = "length"
 DEFAULT_OPSET = 18
 # The protobuf limit is 2 GiB for the whole serialized model; keep a margin for the graph itself.
 EXTERNAL_DATA_THRESHOLD = int(1.8 * 2 ** 30)
@@ -140,11 +143,15 @@ def _bypass_int64_argmax_casts(graph) -> int:
 
 
 def _name_batch_dim(value) -> None:
+    _name_dim(value, 0, BATCH)
+
+
+def _name_dim(value, i: int, name: str) -> None:
     import onnx_ir as ir
 
-    if value.shape is not None and len(value.shape) > 0:
+    if value.shape is not None and len(value.shape) > i:
         dims = list(value.shape)
-        dims[0] = ir.SymbolicDim(BATCH)
+        dims[i] = ir.SymbolicDim(name)
         value.shape = ir.Shape(dims)
 
 
@@ -386,13 +393,20 @@ class OnnxBackend(Backend):
         example = example.to(torch.float32) if encoder == "image" else example.to(torch.int32)
         if example.shape[0] < 2:  # batch 1 would be specialized by torch.export
             example = example.expand(2, *example.shape[1:]).contiguous()
+        dims = {0: torch.export.Dim(BATCH, min=1, max=4096)}
+        length = (options.get("shapes") or {}).get("length") if encoder == "text" else None
+        if length and length["kind"] == "dynamic":
+            # traced inside the range: an example at 77 would specialize (cutting the positional rows
+            # at their full 77 is a no-op view)
+            dims[1] = torch.export.Dim(LENGTH, min=int(length["min"]), max=int(length["max"]))
+            example = example[:, :max(int(length["min"]), min(32, int(length["max"]) - 1))].contiguous()
 
         t0 = time.perf_counter()
         wrapper = wrapper.eval()
         with _quiet(), torch.no_grad():
             prog = torch.onnx.export(
                 wrapper, (example,), None, dynamo=True, opset_version=opset, input_names=[in_name],
-                dynamic_shapes=({0: torch.export.Dim(BATCH, min=1, max=4096)},), optimize=True,
+                dynamic_shapes=(dims,), optimize=True,
                 verbose=False, report=False)
         t_export = time.perf_counter() - t0
 
@@ -406,6 +420,8 @@ class OnnxBackend(Backend):
         argmax_fixed = _bypass_int64_argmax_casts(g)
         _name_batch_dim(g.inputs[0])
         _name_batch_dim(g.outputs[0])
+        if 1 in dims:
+            _name_dim(g.inputs[0], 1, LENGTH)
         model.producer_name = "clipdeploy"
         model.doc_string = f"clipdeploy {getattr(spec, 'name', '')} {encoder} encoder ({precision})"
         init_bytes = sum(v.const_value.nbytes for v in g.initializers.values()
