@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from . import bundle as bundle_mod
+from clipdeploy.models import shapes as S
+
 from . import shapes as shapes_mod
 from .backends.base import BackendUnavailable, time_alternately
 from .parity import QUANTIZED, THRESHOLDS, VALIDATION_THRESHOLDS, ParityError, check, measure
@@ -323,6 +325,11 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                     calibration = images_np if which == "image" else ids_np
                     other_cal = ref_text if which == "image" else ref_image
                 shp = shapes_mod.plan(target, which, causal)
+                if prec in QUANTIZED:           # int8 variants keep the static contract (not gated yet)
+                    shp = {k: (v if v["kind"] == "fixed" else
+                               S.fixed(1 if k == "batch" else shapes_mod.CONTEXT,
+                                       "int8 artifacts are exported and gated at batch 1, 77 tokens here"))
+                           for k, v in shp.items()}
                 result = b.export(wrappers[which], example_input(spec, which), which, prec, path, spec,
                                   {**(backend_options or {}), "ios": ios, "calibration": calibration,
                                    "other_tower": other_cal, "shapes": shp})

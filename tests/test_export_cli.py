@@ -64,6 +64,21 @@ def test_target_all_writes_a_verified_bundle(s0_bundle):
     assert not list(s0_bundle.parent.glob(".*partial"))
 
 
+@pytest.mark.parametrize("target", ["onnx", "executorch"])
+def test_s0_image_artifacts_take_batch_4(s0_bundle, target):
+    from shapecheck import image_rows_equal_batch1
+    image_rows_equal_batch1(s0_bundle, target)
+
+
+def test_s0_text_keeps_77_tokens_and_says_why(s0_bundle):
+    m = json.loads((s0_bundle / "manifest.json").read_text())
+    assert m["text_causality"]["causal"] is False
+    for a in m["artifacts"]:
+        if a["encoder"] == "text":
+            assert a["shapes"]["length"] == {"kind": "fixed", "values": [77], "reason": a["shapes"]["length"]["reason"]}
+            assert "77 positions" in a["shapes"]["length"]["reason"] or "static shapes" in a["shapes"]["length"]["reason"]
+
+
 def test_bundle_carries_probe_and_tokenizer(s0_bundle):
     ref = np.load(s0_bundle / "probe" / "image_embeddings.npy")
     ids = np.load(s0_bundle / "probe" / "token_ids.npy")
