@@ -27,6 +27,13 @@ Their ResNet towers (ModifiedResNet) end in an attention pool over a residual st
 (random BN statistics do not renormalize it): at gain 1.5 its softmax is saturated, picks single
 tokens, and bfloat16 loses cosine 0.99; ``ATTNPOOL_QKV_GAIN`` = 0.3 gives 0.9996 (fp16 ~1e-5) while
 probe image pairs stay <= 0.985 (at 0.15 they reach 0.995: random ReLU features share a large mean).
+Random BN statistics also let that stream grow by a constant factor per bottleneck (x 1.26 in RN50's
+layer3), so the deeper OpenAI ResNets explode: RN101's 23-block layer3 took it from std 1.9 to 475
+(max 4400), its attention pool overflowed fp16, and a stem fold's fp32 rounding came out 2.7e-5
+relative at the end. Trained ResNets keep the residual branches small; here the last BN of each
+bottleneck in a stage of n > ``RESIDUAL_REF_BLOCKS`` blocks has its weight scaled by
+sqrt(``RESIDUAL_REF_BLOCKS`` / n), so every stage grows about as much as RN50's (RN50 itself and
+TinyCLIP's ResNet are unchanged).
 With these, probe images/captions give pair cosines
 <= 0.96 / 0.8 and a 1e-6 input perturbation moves embeddings by < 1e-6.
 """
@@ -49,6 +56,7 @@ W_GAIN = 1.25
 QKV_GAIN = 2.0
 VIT_QKV_GAIN = 1.5
 ATTNPOOL_QKV_GAIN = 0.3
+RESIDUAL_REF_BLOCKS = 6
 IMAGE_PREFIXES = ("visual.", "vision_model.")
 BIAS_STD = 0.02
 EMB_STD = 0.5
@@ -98,11 +106,24 @@ def _draw(owner: nn.Module, pname: str, full: str, t: torch.Tensor, g: torch.Gen
     return torch.randn(shape, generator=g) * BIAS_STD          # biases and other vectors
 
 
+def _residual_branch_scales(module: nn.Module) -> dict:
+    """{name of a bottleneck's last BN: weight factor} for stages longer than RESIDUAL_REF_BLOCKS."""
+    out = {}
+    for name, seq in module.named_modules():
+        if not isinstance(seq, nn.Sequential) or len(seq) <= RESIDUAL_REF_BLOCKS:
+            continue
+        for i, block in enumerate(seq):
+            if isinstance(getattr(block, "bn3", None), nn.modules.batchnorm._BatchNorm):
+                out[f"{name}.{i}.bn3" if name else f"{i}.bn3"] = math.sqrt(RESIDUAL_REF_BLOCKS / len(seq))
+    return out
+
+
 def seeded_state_dict(module: nn.Module, seed: int, image_qkv_gain: float = None) -> dict:
     """A full state dict for ``module`` (its own key names), each tensor seeded by its name.
     ``image_qkv_gain``: attention gain of the image tower (default ``QKV_GAIN``)."""
     keys = module.state_dict().keys()
     out = {}
+    branch_scale = _residual_branch_scales(module)
     for mod_name, owner in module.named_modules():
         tensors = list(owner.named_parameters(recurse=False)) + list(owner.named_buffers(recurse=False))
         for pname, t in tensors:
@@ -110,6 +131,8 @@ def seeded_state_dict(module: nn.Module, seed: int, image_qkv_gain: float = None
             if full in keys:
                 out[full] = _draw(owner, pname, full, t.detach(), _gen(seed, full),
                                   image_qkv_gain).to(t.dtype)
+                if mod_name in branch_scale and pname == "weight":
+                    out[full] = out[full] * branch_scale[mod_name]
     missing = set(keys) - set(out)
     if missing:  # pragma: no cover - a new module type would show up here
         raise RuntimeError(f"seeded_state_dict did not cover: {sorted(missing)[:5]}")
