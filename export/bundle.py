@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .targets import ExportInputError
 
-MANIFEST_SCHEMA_VERSION = 1
+MANIFEST_SCHEMA_VERSION = 2     # 2: the integrity record (sha256 + size of every file)
 
 
 def versions() -> dict:

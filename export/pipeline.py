@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from . import bundle as bundle_mod
+from clipdeploy.latency import integrity
 from clipdeploy.models import shapes as S
 
 from . import shapes as shapes_mod
@@ -389,8 +390,10 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                     "size_bytes": size, "export_seconds": round(t_export, 2), "info": result.info})
         manifest["precision_tradeoffs"] = _tradeoffs(manifest["artifacts"], tmp, images_np[:1],
                                                      ids_np[:1], log)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default))
         (tmp / "README.md").write_text(bundle_mod.model_card(manifest))
+        # every file written, digested; the manifest last (a copy without it is no bundle)
+        manifest["integrity"] = integrity.record(tmp)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default))
         bundle_mod.commit(tmp, out)
         log(f"[done] {out} in {time.perf_counter() - t_job:.1f}s")
         manifest["bundle"] = str(out)

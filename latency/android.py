@@ -109,6 +109,7 @@ def run_android(bundle_dir, adb: Optional[str] = None, serial: Optional[str] = N
         raise AndroidInputError(f"adb not found ({adb_path!r}); install Android platform-tools or pass --adb")
     try:
         bundle = Bundle(bundle_dir)
+        bundle.verify_all()                     # push only what matches the manifest's digests
     except BundleError as e:
         raise AndroidInputError(str(e)) from None
     with tempfile.TemporaryDirectory(prefix="clip-latency-android-") as d:

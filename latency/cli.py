@@ -260,6 +260,12 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _stored(rep: dict, dest) -> str:
+    if not dest:
+        return ""
+    return f" -> {dest}" + (" (already stored: not duplicated)" if rep["ingested"].get("already_stored") else "")
+
+
 def cmd_ingest(args) -> int:
     from .ingest import ingest_merged, ingest_one
     from .report import ReportError, header_lines, table
@@ -271,7 +277,7 @@ def cmd_ingest(args) -> int:
             return _err(str(e))
         ok = sum(r["status"] == "ok" for r in rep["records"])
         print(f"merged {len(args.reports)} launches: {rep['bundle']['model']}, {rep['source']}, "
-              f"{ok}/{len(rep['records'])} records ok" + (f" -> {dest}" if dest else ""))
+              f"{ok}/{len(rep['records'])} records ok" + _stored(rep, dest))
         print(table(rep))
         return 0
     rejected = 0
@@ -284,7 +290,7 @@ def cmd_ingest(args) -> int:
             continue
         ok = sum(r["status"] == "ok" for r in rep["records"])
         print(f"accepted {p}: {rep['bundle']['model']}, {rep['source']}, {ok}/{len(rep['records'])} "
-              f"records ok" + (f" -> {dest}" if dest else ""))
+              f"records ok" + _stored(rep, dest))
         for line in header_lines(rep)[1:]:
             print(f"  {line}")
         print(table(rep))

@@ -471,7 +471,7 @@ def bundle_golden(dest: Path) -> None:
                 "size_bytes": int((dest / f"reference-fp32/{enc}_encoder.npy").stat().st_size)}
 
     manifest = {
-        "schema_version": 1, "model": "golden_linear", "clipdeploy_version": "goldens",
+        "schema_version": 2, "model": "golden_linear", "clipdeploy_version": "goldens",
         "created": "2026-11-30T00:00:00+00:00", "checkpoint_sha256": None,
         "checkpoint": {"source": "goldens linear reference model (seed 1234)", "sha256": None,
                        "layout": "reference", "random_weights": 1234},
@@ -493,6 +493,8 @@ def bundle_golden(dest: Path) -> None:
         "tokenizer": tok, "probe": probe,
         "artifacts": [art("image", [1, 3, r, r], "float32"), art("text", [1, 77], "int32")],
     }
+    from .integrity import record
+    manifest["integrity"] = record(dest)
     _json(dest / "manifest.json", manifest)
 
 

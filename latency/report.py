@@ -23,6 +23,7 @@ from .stats import summarize
 SCHEMA_VERSION = 1
 KIND = "clipdeploy-latency-report"
 SCHEMA_FILE = "report.schema.json"
+MAX_REPORT_BYTES = 32 << 20          # a report is read whole; anything larger is not one
 LIBRARIES = ("clipdeploy", "numpy", "torch", "onnxruntime", "executorch", "ai-edge-litert", "coremltools", "timm",
              "open_clip_torch")
 
@@ -61,6 +62,10 @@ def validate_report(obj) -> dict:
     if ver != SCHEMA_VERSION:
         raise ReportError(f"schema_version {ver!r} is not supported (this clip-latency reads "
                           f"schema_version {SCHEMA_VERSION})")
+    bad = _non_finite(obj)
+    if bad is not None:
+        raise ReportError(f"invalid report at {_where(bad)}: not a finite number (NaN and infinities "
+                          f"are not measurements)")
     validator = jsonschema.Draft202012Validator(schema())
     errors = list(validator.iter_errors(obj))
     if errors:
@@ -86,6 +91,20 @@ def validate_report(obj) -> dict:
     return obj
 
 
+def _non_finite(obj, path=()):
+    """The path of the first NaN / infinite number in ``obj`` (iteratively: no recursion limit), or None."""
+    stack = [(obj, path)]
+    while stack:
+        o, p = stack.pop()
+        if isinstance(o, float) and not math.isfinite(o):
+            return p
+        if isinstance(o, dict):
+            stack.extend((v, p + (k,)) for k, v in o.items())
+        elif isinstance(o, list):
+            stack.extend((v, p + (i,)) for i, v in enumerate(o))
+    return None
+
+
 def _check_blocks(ends, n: int, where: str) -> None:
     if ends is None:
         return
@@ -101,14 +120,15 @@ def load_report(path) -> dict:
         raise ReportError(f"{p}: no such file")
     if p.is_dir():
         raise ReportError(f"{p} is a directory, not a report file")
+    from . import safejson
     try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReportError(f"{p}: cannot read: {e}") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ReportError(f"{p}: not JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        obj = safejson.read(p, MAX_REPORT_BYTES)
+    except OSError as e:
+        raise ReportError(f"{p}: cannot read: {e.strerror}") from None
+    except ValueError as e:
+        cut = " (incomplete: copied while it was being written?)" if "Expecting" in str(e) or \
+            "Unterminated" in str(e) else ""
+        raise ReportError(f"{p}: {e}{cut}; pull the report again") from None
     try:
         return validate_report(obj)
     except ReportError as e:

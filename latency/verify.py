@@ -58,6 +58,8 @@ def verify_bundle(path, encoders: Optional[list] = None, pessimistic: bool = Fal
     from . import coreml_ref as cr
 
     bundle = Bundle(path)
+    bundle.verify_all()                    # every file against the manifest's digests, before anything runs
+    bundle.tokenizer_files()
     arts = [a for a in bundle.manifest["artifacts"] if a["target"] in COREML_TARGETS
             and (not encoders or a["encoder"] in encoders)]
     if not arts:

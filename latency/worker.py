@@ -85,6 +85,7 @@ def measure(job: dict, res: dict) -> dict:
 
     bundle = Bundle(job["bundle"])
     art = Artifact(**job["artifact"])
+    bundle.verify_artifact(art)            # the parent checked it; the digest cache answers unless it changed
     probe = bundle.probe()
     inputs = probe[art.encoder]
     ref = probe["ref_image"] if art.encoder == "image" else probe["ref_text"]
