@@ -163,6 +163,8 @@ class Bundle:
         """Every listed file's digest; returns ``{"files", "bytes", "hashed_bytes", "cached_files"}``."""
         try:
             self.integrity.verify_all(use_cache)
+            for a in self.manifest["artifacts"]:          # and no unlisted file inside an .mlpackage
+                self.integrity.verify(a["path"], use_cache)
         except integrity.IntegrityError as e:
             raise BundleError(str(e)) from None
         return {"files": len(self.integrity.files),

@@ -212,18 +212,14 @@ def plan(bundle: Bundle, runtimes: list, encoders=None, targets=None, options=No
     return jobs, skipped
 
 
-def verify_for_jobs(bundle: Bundle, jobs) -> dict:
-    """Digests of the probe set and of every artifact the jobs load (:class:`BundleError` on a
-    mismatch); figures of the check."""
+def verify_bundle_files(bundle: Bundle) -> dict:
+    """Digests of every file of the bundle (the artifacts the run loads, the probe set, and the rest: a
+    bundle with one damaged file is not the bundle the export gate passed), then the probe arrays'
+    shapes; :class:`BundleError` on a mismatch. Figures of the check."""
     t = time.perf_counter()
-    v = bundle.integrity
-    h0, c0 = v.hashed_bytes, v.cached_files
+    figs = bundle.verify_all()
     bundle.probe()
-    for art, _ in jobs:
-        bundle.verify_artifact(art)
-    return {"files": len(v.verified), "bytes": sum(v.files[r]["size"] for r in v.verified),
-            "hashed_bytes": v.hashed_bytes - h0, "cached_files": v.cached_files - c0,
-            "seconds": time.perf_counter() - t}
+    return {**figs, "seconds": time.perf_counter() - t}
 
 
 def _identity(bundle: Bundle, art: Artifact, runtime: str) -> dict:
@@ -298,17 +294,17 @@ def run_bundle(bundle_path, runtimes="all", threads: Optional[int] = None, warmu
         raise RunInputError("--threads must be >= 1")
     names = parse_runtimes(runtimes)
     bundle = Bundle(bundle_path)
+    # nothing is loaded or measured before every file it needs matched the manifest's digests
+    check = verify_bundle_files(bundle)
+    if progress:
+        (stream or sys.stderr).write(f"[integrity] {check['files']} files ({check['bytes'] / 2 ** 20:.1f} MB) "
+                                     f"match the manifest: {check['hashed_bytes'] / 2 ** 20:.1f} MB hashed, "
+                                     f"{check['cached_files']} from the digest cache, {check['seconds']:.2f} s\n")
     options = {"checkpoint": checkpoint, "compute_units": compute_units, "verify_reparam": verify_reparam,
                "ort_spinning": bool(ort_spinning)}
     jobs, skipped = plan(bundle, names, encoders, targets, options)
     if not jobs and not skipped:
         raise RunInputError(f"nothing to run: no artifact of {bundle.path} matches the selection")
-    # nothing is loaded or measured before every file it needs matched the manifest's digests
-    check = verify_for_jobs(bundle, jobs)
-    if progress:
-        (stream or sys.stderr).write(f"[integrity] {check['files']} files ({check['bytes'] / 2 ** 20:.1f} MB) "
-                                     f"match the manifest: {check['hashed_bytes'] / 2 ** 20:.1f} MB hashed, "
-                                     f"{check['cached_files']} from the digest cache, {check['seconds']:.2f} s\n")
     host = rep.host_info()
     prog = Progress(len(jobs) * processes, stream=stream, enabled=progress)
 

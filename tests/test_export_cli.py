@@ -1,5 +1,7 @@
 """clip-export end to end: the bundle, its manifest, the gate, and bad input."""
 import json
+import os
+import shutil
 import sys
 
 import numpy as np
@@ -23,7 +25,7 @@ def s0_bundle(tmp_path_factory):
 
 def test_target_all_writes_a_verified_bundle(s0_bundle):
     m = json.loads((s0_bundle / "manifest.json").read_text())
-    assert m["model"] == "mobileclip_s0" and m["schema_version"] == 1
+    assert m["model"] == "mobileclip_s0" and m["schema_version"] == 2
     assert m["checkpoint_sha256"] is None or len(m["checkpoint_sha256"]) == 64
     assert m["spec"]["image_size"] == 256 and m["embedding_dim"] == 512
     assert m["reparam"]["batchnorm"]["after"] == 0
@@ -272,3 +274,139 @@ def test_jvm_core_reads_a_real_bundle(s0_bundle, jvm_classes, tmp_path):
     assert all(x["status"] == "skipped" and "not requested" in x["reason"] for x in rep["records"])
     runtimes = {x["artifact"].split("/")[0]: x["runtime"] for x in rep["records"]}
     assert runtimes["onnx-fp32"] == "onnxruntime" and runtimes["executorch-fp32"] == "executorch"
+
+
+# ---------------------------------------------------------------------------------------------------
+# the exported bundle is untrusted input to clip-latency (issue 22): each case refused with exit 2 and
+# one line before anything is loaded or measured (no report written, no worker started)
+
+def test_the_export_records_every_file_it_wrote(s0_bundle):
+    import hashlib
+    m = json.loads((s0_bundle / "manifest.json").read_text())
+    files = m["integrity"]["files"]
+    on_disk = sorted(p.relative_to(s0_bundle).as_posix() for p in s0_bundle.rglob("*") if p.is_file())
+    assert sorted(files) == [f for f in on_disk if f != "manifest.json"]
+    pkg = [f for f in files if ".mlpackage/" in f]
+    assert any(f.endswith("weight.bin") for f in pkg) and any(f.endswith("model.mlmodel") for f in pkg)
+    assert "README.md" in files and "tokenizer/vocab.json" in files and "probe/images.npy" in files
+    for rel in ("onnx-fp32/image_encoder.onnx", "probe/token_ids.npy"):
+        assert files[rel]["sha256"] == hashlib.sha256((s0_bundle / rel).read_bytes()).hexdigest()
+
+
+def _linked_copy(src, dest):
+    """A copy made of hard links (cheap); a file about to be changed is unlinked and copied first."""
+    shutil.copytree(src, dest, copy_function=os.link)
+    return dest
+
+
+def _own(p):
+    data = p.read_bytes()
+    p.unlink()
+    p.write_bytes(data)
+    return p
+
+
+def _flip_near_end(p):
+    _own(p)
+    data = bytearray(p.read_bytes())
+    data[len(data) - 64] ^= 0x01
+    p.write_bytes(bytes(data))
+
+
+def _mlpackage_weight(b):
+    return next((b / "coreml-fp16" / "image_encoder.mlpackage").rglob("weight.bin"))
+
+
+def _edit_manifest(b, fn):
+    mp = _own(b / "manifest.json")
+    m = json.loads(mp.read_text())
+    fn(m)
+    mp.write_text(json.dumps(m))
+
+
+def _path_out(b):
+    shutil.copy(b / "onnx-fp32" / "image_encoder.onnx", b.parent / "outside.onnx")
+
+    def fn(m):
+        a = next(a for a in m["artifacts"] if a["path"] == "onnx-fp32/image_encoder.onnx")
+        a["path"], a["files"] = "../outside.onnx", ["../outside.onnx"]
+    _edit_manifest(b, fn)
+
+
+def _absolute(b):
+    def fn(m):
+        a = next(a for a in m["artifacts"] if a["path"] == "executorch-fp32/image_encoder.pte")
+        a["path"] = a["files"][0] = str((b / a["path"]).resolve())
+    _edit_manifest(b, fn)
+
+
+def _symlink_out(b):
+    target = b.parent / "elsewhere.onnx"
+    shutil.copy(b / "onnx-fp32" / "text_encoder.onnx", target)       # the very bytes: same digest
+    (b / "onnx-fp32" / "text_encoder.onnx").unlink()
+    os.symlink(target, b / "onnx-fp32" / "text_encoder.onnx")
+
+
+def _truncate_probe(b):
+    p = _own(b / "probe" / "images.npy")
+    p.write_bytes(p.read_bytes()[:-4096])
+
+
+def _not_json(b):
+    _own(b / "manifest.json").write_text('{"schema_version": 2, "model": "mobileclip_s0", "artifacts": [')
+
+
+def _unlisted_in_mlpackage(b):
+    (_mlpackage_weight(b).parent / "extra.bin").write_bytes(b"\0" * 128)
+
+
+TAMPER = {
+    "onnx": (lambda b: _flip_near_end(b / "onnx-fp32" / "image_encoder.onnx"),
+             "onnx-fp32/image_encoder.onnx does not match the manifest (sha256"),
+    "pte": (lambda b: _flip_near_end(b / "executorch-fp32" / "text_encoder.pte"),
+            "executorch-fp32/text_encoder.pte does not match the manifest (sha256"),
+    "mlpackage-file": (lambda b: _flip_near_end(_mlpackage_weight(b)), "weight.bin does not match the manifest"),
+    "mlpackage-unlisted": (_unlisted_in_mlpackage, "extra.bin is not in the manifest's integrity record"),
+    "path-out": (_path_out, "manifest path '../outside.onnx' contains '..'"),
+    "absolute": (_absolute, "is absolute"),
+    "symlink-out": (_symlink_out, "'onnx-fp32/text_encoder.onnx' resolves outside the bundle"),
+    "truncated-probe": (_truncate_probe, "is incomplete: probe/images.npy is"),
+    "not-json": (_not_json, "manifest.json: not JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPER))
+def test_clip_latency_refuses_a_tampered_bundle_before_measuring(s0_bundle, tmp_path, capsys, case):
+    from clipdeploy.latency.cli import main as latency_main
+    b = _linked_copy(s0_bundle, tmp_path / "mobileclip_s0")
+    tamper, expect = TAMPER[case]
+    tamper(b)
+    report = tmp_path / "now.json"
+    capsys.readouterr()
+    rc = latency_main(["run", str(b), "--runs", "3", "--processes", "1", "--json", str(report)])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], err
+    assert not report.exists() and "Traceback" not in err
+    if case.startswith(("mlpackage", "not-json")):                 # the Core ML checker refuses it as well
+        rc = latency_main(["verify", str(b)])
+        err = capsys.readouterr().err
+        assert rc == 2 and expect in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_integrity_check_of_the_s0_bundle_is_cached(s0_bundle, tmp_path):
+    """Hashing every file once, then the digest cache: the second open costs a stat per file."""
+    import time
+
+    from clipdeploy.latency.bundle import Bundle
+    b = _linked_copy(s0_bundle, tmp_path / "copy")
+    t = time.perf_counter()
+    first = Bundle(b).verify_all()
+    t1 = time.perf_counter() - t
+    t = time.perf_counter()
+    second = Bundle(b).verify_all()
+    t2 = time.perf_counter() - t
+    assert first["hashed_bytes"] == first["bytes"] > 50 << 20 and first["cached_files"] == 0
+    assert second["hashed_bytes"] == 0 and second["cached_files"] == second["files"] == first["files"]
+    print(f"S0 bundle: {first['files']} files, {first['bytes'] / 2 ** 20:.1f} MB: {t1:.2f} s hashed, "
+          f"{t2 * 1e3:.1f} ms from the cache")

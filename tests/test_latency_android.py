@@ -98,12 +98,10 @@ def test_android_without_adb_is_bad_input(tmp_path, capsys):
 def test_real_adb_front_end(tmp_path):
     """With a real adb: no device attached must be a clear input error; with one, a full run."""
     bundle = tmp_path / "mobileclip_s0"
-    bundle.mkdir()
+    shutil.copytree(Path(__file__).resolve().parent.parent / "goldens" / "bundle", bundle)   # a valid bundle
     import subprocess
     state = subprocess.run(["adb", "get-state"], capture_output=True, text=True, timeout=60)
     if state.stdout.strip() != "device":
-        (bundle / "manifest.json").write_text(json.dumps({"schema_version": 1, "model": "mobileclip_s0",
-                                                          "artifacts": []}))
         with pytest.raises(AndroidInputError, match="no device"):
             run_android(bundle, runtime="executorch", runs=3, warmup=1, timeout=60, log=lambda *a: None)
     else:  # pragma: no cover - needs a phone with the app installed

@@ -5,6 +5,9 @@ import java.io.File;
 import java.io.FileInputStream;
 import java.io.IOException;
 import java.io.InputStream;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -35,7 +38,34 @@ public final class Json {
 
     // ------------------------------------------------------------------------------------------ read
 
+    /** Nesting depth (arrays and objects) beyond which input is refused: a typed error, not a stack overflow. */
+    public static final int MAX_DEPTH = 200;
+    /** Input size limit of {@link #parse(File)} / {@link #parse(InputStream)} (manifests and reports). */
+    public static final long MAX_BYTES = 32L << 20;
+
+    private int depth;
+
+    /**
+     * Strict RFC 8259: one value, no trailing characters, no comments, no NaN/Infinity (nor a number literal
+     * too large for a double), at most {@link #MAX_DEPTH} levels of nesting, at most {@link #MAX_BYTES}
+     * characters. Every failure is a one-line {@link JsonException}.
+     */
     public static Object parse(String text) {
+        return parseText(text, MAX_BYTES);
+    }
+
+    public static Object parse(InputStream in) throws IOException {
+        return parse(in, MAX_BYTES);
+    }
+
+    /** {@link #parse(String)} of UTF-8 input of at most {@code maxBytes} bytes (more, or malformed UTF-8: a
+     * {@link JsonException}); only the bytes actually read are held, whatever the input claims. */
+    public static Object parse(InputStream in, long maxBytes) throws IOException {
+        return parseText(utf8(readAll(in, maxBytes)), maxBytes);
+    }
+
+    private static Object parseText(String text, long maxChars) {
+        if (text.length() > maxChars) throw new JsonException("not JSON: more than " + maxChars + " characters");
         Json p = new Json(text);
         p.ws();
         Object v = p.value();
@@ -44,23 +74,50 @@ public final class Json {
         return v;
     }
 
-    public static Object parse(InputStream in) throws IOException {
-        return parse(new String(readAll(in), StandardCharsets.UTF_8));
+    public static Object parse(File file) throws IOException {
+        return parse(file, MAX_BYTES);
     }
 
-    public static Object parse(File file) throws IOException {
+    /** {@link #parse(InputStream, long)} of a file; errors are prefixed with the file. */
+    public static Object parse(File file, long maxBytes) throws IOException {
+        long size = file.length();
+        if (size > maxBytes) {
+            throw new JsonException(file + ": not JSON: the file is " + size + " bytes, more than the " + maxBytes
+                    + " this reader accepts");
+        }
         try (InputStream in = new FileInputStream(file)) {
-            return parse(in);
+            return parse(in, maxBytes);
         } catch (JsonException e) {
             throw new JsonException(file + ": " + e.getMessage());
         }
     }
 
+    /** UTF-8 strictly (malformed input is an error, not U+FFFD). */
+    static String utf8(byte[] b) {
+        try {
+            return StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(b)).toString();
+        } catch (CharacterCodingException e) {
+            throw new JsonException("not JSON: the input is not UTF-8");
+        }
+    }
+
     static byte[] readAll(InputStream in) throws IOException {
+        return readAll(in, Integer.MAX_VALUE - 16L);
+    }
+
+    /** Everything {@code in} holds, refused (a {@link JsonException}) beyond {@code maxBytes}: the buffer grows
+     * with what is read, never to a size announced in advance. */
+    static byte[] readAll(InputStream in, long maxBytes) throws IOException {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         byte[] buf = new byte[1 << 16];
+        long total = 0;
         int n;
-        while ((n = in.read(buf)) > 0) out.write(buf, 0, n);
+        while ((n = in.read(buf)) >= 0) {
+            total += n;
+            if (total > maxBytes) throw new JsonException("not JSON: the input is more than " + maxBytes + " bytes");
+            out.write(buf, 0, n);
+        }
         return out.toByteArray();
     }
 
@@ -154,8 +211,11 @@ public final class Json {
         if (i >= s.length()) throw error("unexpected end");
         char c = s.charAt(i);
         switch (c) {
-            case '{': return object();
-            case '[': return array();
+            case '{': case '[':
+                if (++depth > MAX_DEPTH) throw error("nesting deeper than " + MAX_DEPTH + " levels");
+                Object nested = c == '{' ? object() : array();
+                depth--;
+                return nested;
             case '"': return string();
             case 't': return literal("true", Boolean.TRUE);
             case 'f': return literal("false", Boolean.FALSE);
@@ -241,11 +301,13 @@ public final class Json {
                 case 't': b.append('\t'); break;
                 case 'u':
                     if (i + 4 > s.length()) throw error("bad \\u escape");
-                    try {
-                        b.append((char) Integer.parseInt(s.substring(i, i + 4), 16));
-                    } catch (NumberFormatException ex) {
-                        throw error("bad \\u escape");
+                    int u = 0;
+                    for (int k = 0; k < 4; k++) {
+                        int h = Character.digit(s.charAt(i + k), 16);
+                        if (h < 0 || s.charAt(i + k) > 'f') throw error("bad \\u escape");
+                        u = u * 16 + h;
                     }
+                    b.append((char) u);
                     i += 4;
                     break;
                 default: throw error("bad escape '\\" + e + "'");
@@ -253,35 +315,54 @@ public final class Json {
         }
     }
 
+    /** {@code -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?}; a Long when integral and in range, else a finite Double. */
     private Number number() {
         int start = i;
         if (s.charAt(i) == '-') i++;
+        if (i >= s.length() || !digit(s.charAt(i))) throw error("bad number");
+        if (s.charAt(i) == '0') {
+            i++;
+        } else {
+            while (i < s.length() && digit(s.charAt(i))) i++;
+        }
         boolean integral = true;
-        while (i < s.length()) {
-            char c = s.charAt(i);
-            if (c >= '0' && c <= '9') {
-                i++;
-            } else if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-') {
-                integral = false;
-                i++;
-            } else {
-                break;
-            }
+        if (i < s.length() && s.charAt(i) == '.') {
+            integral = false;
+            i++;
+            if (i >= s.length() || !digit(s.charAt(i))) throw error("bad number (no digit after '.')");
+            while (i < s.length() && digit(s.charAt(i))) i++;
+        }
+        if (i < s.length() && (s.charAt(i) == 'e' || s.charAt(i) == 'E')) {
+            integral = false;
+            i++;
+            if (i < s.length() && (s.charAt(i) == '+' || s.charAt(i) == '-')) i++;
+            if (i >= s.length() || !digit(s.charAt(i))) throw error("bad number (no digit in the exponent)");
+            while (i < s.length() && digit(s.charAt(i))) i++;
         }
         String t = s.substring(start, i);
-        try {
-            if (integral) {
-                try {
-                    return Long.parseLong(t);
-                } catch (NumberFormatException big) {
-                    return Double.parseDouble(t);
-                }
+        if (integral && i - start <= 19) {
+            try {
+                return Long.parseLong(t);
+            } catch (NumberFormatException big) {
+                // beyond a long: a double below
             }
-            return Double.parseDouble(t);
+        }
+        double d;
+        try {
+            d = Double.parseDouble(t);
         } catch (NumberFormatException ex) {
             i = start;
-            throw error("bad number '" + t + "'");
+            throw error("bad number");
         }
+        if (Double.isInfinite(d)) {
+            i = start;
+            throw error("number out of range");
+        }
+        return d;
+    }
+
+    private static boolean digit(char c) {
+        return c >= '0' && c <= '9';
     }
 
     // ----------------------------------------------------------------------------------------- write
