@@ -127,7 +127,8 @@ def make_target(name: str, work: Path):
         def one(data: bytes):
             text = _either(seed_obj, data)
             try:
-                normalize_report(validate_report(safejson.loads(text)))
+                out = normalize_report(validate_report(safejson.loads(text)))
+                json.dumps(out, allow_nan=False)      # what compare / report / ingest write next
             except (ValueError, ReportError) as e:
                 raise Refused(e) from None
         return one, [b"\x01" * 8, json.dumps(seed_obj).encode()]

@@ -165,6 +165,9 @@ def normalize_report(report: dict) -> dict:
         cal["stats"] = summarize(cal["samples_ms"])
         cal["median_ms"] = cal["stats"]["median"]
     out["records"].sort(key=lambda r: (r["encoder"], r["artifact"], r["runtime"]))
+    bad = _non_finite(out)
+    if bad is not None:                       # in-range inputs whose derived figures overflow
+        raise ReportError(f"invalid report at {_where(bad)}: the figures derived from it are not finite")
     return out
 
 

@@ -190,21 +190,32 @@ def test_latency_verify_runs_the_interpreter_on_a_bundle(s0_bundle, tmp_path, ca
         assert r["max_abs"] == pytest.approx(exp["max_abs"], rel=1e-6)
 
     bad = tmp_path / "bad"
-    shutil.copytree(s0_bundle, bad, ignore=shutil.ignore_patterns("onnx-*", "executorch-*"))
+    shutil.copytree(s0_bundle, bad, ignore=shutil.ignore_patterns("onnx-*", "executorch-*", "litert-*"))
     _perturb_largest_blob(bad / "coreml-fp16" / "text_encoder.mlpackage", -1.0)
+    assert latency(["verify", str(bad), "--encoder", "text", "--quiet"]) == 2      # its digests say no
+    assert "text_encoder.mlpackage/Data/com.apple.CoreML/weights/weight.bin does not match" in capsys.readouterr().err
+    _rerecord(bad, drop=("onnx", "executorch", "litert"))   # a manifest rewritten over it: the numbers say no
     assert latency(["verify", str(bad), "--encoder", "text", "--quiet"]) == 1
     printed = capsys.readouterr().out
     assert "coreml-fp16/text_encoder.mlpackage" in printed and "FAILED" in printed and "1 of 1 failed" in printed
 
     empty = tmp_path / "no_coreml"
     shutil.copytree(s0_bundle, empty, ignore=shutil.ignore_patterns("coreml-*"))
-    man = json.loads((empty / "manifest.json").read_text())
-    man["artifacts"] = [a for a in man["artifacts"] if a["target"] != "coreml"]
-    (empty / "manifest.json").write_text(json.dumps(man))
+    _rerecord(empty, drop=("coreml",))
     assert latency(["verify", str(empty)]) == 2
     err = capsys.readouterr().err
     assert [l for l in err.splitlines() if l.startswith("error:")] == [
         f"error: {empty} has no Core ML artifacts to verify; export them with clip-export --target coreml"]
+
+
+def _rerecord(bundle, drop=()):
+    """The manifest of a bundle edited on purpose: artifacts of ``drop`` targets removed, integrity
+    record rewritten over what is on disk now."""
+    from clipdeploy.latency import integrity
+    man = json.loads((bundle / "manifest.json").read_text())
+    man["artifacts"] = [a for a in man["artifacts"] if a["target"] not in drop]
+    man["integrity"] = integrity.record(bundle)
+    (bundle / "manifest.json").write_text(json.dumps(man))
 
 
 def _one_line_error(capsys, argv, *needles, rc=2):
