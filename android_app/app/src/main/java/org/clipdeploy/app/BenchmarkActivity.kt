@@ -122,8 +122,15 @@ class BenchmarkActivity : AppCompatActivity() {
             return b.keySet().associateWith { b.get(it) }
         }
 
+        /**
+         * One line for the screen and the `.error` file. A bundle the core refused (integrity, unsafe path,
+         * incomplete copy, schema) says so with its kind, so nothing is run on it and the user sees why.
+         */
         fun oneLine(t: Throwable): String {
             val msg = t.message?.replace('\n', ' ')?.trim().orEmpty()
+            if (t is org.clipdeploy.core.Bundle.BundleException) {
+                return "bundle refused (${t.kind().name.lowercase(java.util.Locale.ROOT)}): $msg"
+            }
             return if (msg.isEmpty()) t.javaClass.simpleName else "${t.javaClass.simpleName}: $msg"
         }
     }

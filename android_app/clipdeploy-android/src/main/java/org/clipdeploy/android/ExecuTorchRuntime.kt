@@ -47,8 +47,8 @@ class ExecuTorchRuntime : EncoderRuntime {
 
     override fun load(artifact: Bundle.Artifact): EncoderSession {
         require(supports(artifact)) { "${artifact.path}: not an XNNPACK .pte (target ${artifact.target})" }
-        if (!artifact.file.isFile) throw java.io.FileNotFoundException("${artifact.file} does not exist")
-        val module = Module.load(artifact.file.absolutePath, Module.LOAD_MODE_FILE, threads)
+        val file = artifact.verifiedFile()  // sha256 against the manifest before the runtime sees it (BundleException)
+        val module = Module.load(file.absolutePath, Module.LOAD_MODE_FILE, threads)
         try {
             // Load (plan, delegate init) now, so that the load phase includes it rather than the first call.
             module.loadMethod("forward")

@@ -53,13 +53,13 @@ class LiteRtRuntime : EncoderRuntime {
 
     override fun load(artifact: Bundle.Artifact): EncoderSession {
         val spec = LiteRtSpec.check(artifact)
-        if (!artifact.file.isFile) throw java.io.FileNotFoundException("${artifact.file} does not exist")
+        val file = artifact.verifiedFile()  // sha256 against the manifest before the runtime sees it (BundleException)
         val t = threads
         val options = CompiledModel.Options(Accelerator.CPU)
         // XNNPACK's own thread count; null (threads 0) leaves LiteRT's default.
         options.cpuOptions = CompiledModel.CpuOptions(numThreads = t.option)
         val before = XnnpackThreads.liveThreads(XnnpackThreads.PROC_TASKS)
-        val model = CompiledModel.create(artifact.file.absolutePath, options)
+        val model = CompiledModel.create(file.absolutePath, options)
         val after = XnnpackThreads.liveThreads(XnnpackThreads.PROC_TASKS)
         var input: TensorBuffer? = null
         try {

@@ -50,7 +50,7 @@ class OrtRuntime : EncoderRuntime {
 
     override fun load(artifact: Bundle.Artifact): EncoderSession {
         require(supports(artifact)) { "${artifact.path}: not an fp32/fp16 .onnx artifact (target ${artifact.target})" }
-        if (!artifact.file.isFile) throw java.io.FileNotFoundException("${artifact.file} does not exist")
+        val file = artifact.verifiedFile()  // sha256 against the manifest before the runtime sees it (BundleException)
         val env = OrtEnvironment.getEnvironment()
         // The options must stay open while a session made with them is alive: the session closes them.
         val options = OrtSession.SessionOptions()
@@ -59,7 +59,7 @@ class OrtRuntime : EncoderRuntime {
             options.setInterOpNumThreads(1)
             options.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL)
             options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT)
-            val session = env.createSession(artifact.file.absolutePath, options)
+            val session = env.createSession(file.absolutePath, options)
             val input = if (artifact.encoder == "image") "image" else "text"
             if (input !in session.inputNames) {
                 session.close()

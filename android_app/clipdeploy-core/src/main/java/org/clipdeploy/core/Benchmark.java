@@ -31,12 +31,18 @@ public final class Benchmark {
 
     public static final Progress SILENT = (a, p, d, t) -> { };
 
-    /** Every artifact of the bundle: measured when {@code runtimes} has one that supports it and it is the
-     * requested runtime (settings.runtime, or any when null); listed as skipped otherwise. */
+    /**
+     * Every artifact of the bundle: measured when {@code runtimes} has one that supports it and it is the
+     * requested runtime (settings.runtime, or any when null); listed as skipped otherwise. Nothing is loaded or
+     * measured before the probe set and every artifact to measure matched the manifest's sha256
+     * ({@link Bundle#probe}, {@link Bundle#verify}): a bundle that fails is a {@link Bundle.BundleException} and no
+     * runtime is called.
+     */
     public static List<Map<String, Object>> runAll(Bundle bundle, List<EncoderRuntime> runtimes, BenchmarkSettings settings,
-                                                   MemoryProbe memory, Progress progress) {
+                                                   MemoryProbe memory, Progress progress) throws Bundle.BundleException {
         settings.validate();
-        List<Map<String, Object>> records = new ArrayList<>();
+        List<EncoderRuntime> plan = new ArrayList<>();
+        boolean any = false;
         for (Bundle.Artifact a : bundle.artifacts()) {
             EncoderRuntime chosen = null;
             for (EncoderRuntime rt : runtimes) {
@@ -45,6 +51,17 @@ public final class Benchmark {
                     break;
                 }
             }
+            plan.add(chosen);
+            any |= chosen != null;
+        }
+        if (any) {
+            bundle.probe();
+            for (int k = 0; k < plan.size(); k++) if (plan.get(k) != null) bundle.verify(bundle.artifacts().get(k));
+        }
+        List<Map<String, Object>> records = new ArrayList<>();
+        for (int k = 0; k < plan.size(); k++) {
+            Bundle.Artifact a = bundle.artifacts().get(k);
+            EncoderRuntime chosen = plan.get(k);
             if (chosen != null) {
                 records.add(measure(bundle, a, chosen, settings, memory, progress));
             } else {
@@ -105,7 +122,9 @@ public final class Benchmark {
         String phase = "start";
         EncoderSession s = null;
         try {
+            // nothing is configured, loaded or timed before the probe set and the artifact matched their sha256
             Bundle.Probe p = bundle.probe();
+            bundle.verify(a);
             int[][] ids = textInputs(a, p);
             r.put("runtime_versions", rt.versions());
             phase = "configure";

@@ -45,12 +45,35 @@ public final class ClipTokenizer {
         }
     }
 
+    /**
+     * The bundle's tokenizer: {@code vocab.json} and {@code merges.txt} checked against the manifest's sha256 first
+     * ({@link Bundle#verifyFile}), then read (each at most {@link Bundle#MAX_TOKENIZER_BYTES}). Failures are one-line
+     * {@link Bundle.BundleException}s.
+     */
     public static ClipTokenizer fromBundle(Bundle bundle) throws IOException {
-        return fromFiles(bundle.tokenizerVocab(), bundle.tokenizerMerges());
+        String vocabRel = bundle.tokenizerPath("vocab"), mergesRel = bundle.tokenizerPath("merges");
+        File vocab = bundle.verifyFile(vocabRel), merges = bundle.verifyFile(mergesRel);
+        for (File f : new File[] {vocab, merges}) {
+            if (f.length() > Bundle.MAX_TOKENIZER_BYTES) {
+                throw new Bundle.BundleException(Bundle.BundleException.Kind.SCHEMA, "bundle " + bundle.dir() + ": " + f.getName()
+                        + " is larger than " + Bundle.MAX_TOKENIZER_BYTES + " bytes; re-export the bundle with clip-export");
+            }
+        }
+        try {
+            return fromFiles(vocab, merges);
+        } catch (Json.JsonException e) {
+            throw new Bundle.BundleException(Bundle.BundleException.Kind.NOT_JSON, "bundle " + bundle.dir() + ": " + vocabRel
+                    + " is not JSON (" + e.getMessage() + "); re-export the bundle with clip-export");
+        } catch (Bundle.BundleException e) {
+            throw e;
+        } catch (IOException | RuntimeException e) {
+            throw new Bundle.BundleException(Bundle.BundleException.Kind.SCHEMA, "bundle " + bundle.dir() + ": tokenizer files "
+                    + vocabRel + " / " + mergesRel + ": " + e.getMessage() + "; re-export the bundle with clip-export");
+        }
     }
 
     public static ClipTokenizer fromStreams(InputStream vocabJson, InputStream mergesTxt) throws IOException {
-        Map<String, Object> raw = Json.map(Json.parse(vocabJson));
+        Map<String, Object> raw = Json.map(Json.parse(vocabJson, Bundle.MAX_TOKENIZER_BYTES));
         Map<String, Integer> enc = new HashMap<>(raw.size() * 2);
         for (Map.Entry<String, Object> e : raw.entrySet()) enc.put(e.getKey(), (int) Json.num(e.getValue()));
         if (!Integer.valueOf(SOT).equals(enc.get("<|startoftext|>")) || !Integer.valueOf(EOT).equals(enc.get("<|endoftext|>"))) {

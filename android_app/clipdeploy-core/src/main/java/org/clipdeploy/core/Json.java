@@ -102,10 +102,6 @@ public final class Json {
         }
     }
 
-    static byte[] readAll(InputStream in) throws IOException {
-        return readAll(in, Integer.MAX_VALUE - 16L);
-    }
-
     /** Everything {@code in} holds, refused (a {@link JsonException}) beyond {@code maxBytes}: the buffer grows
      * with what is read, never to a size announced in advance. */
     static byte[] readAll(InputStream in, long maxBytes) throws IOException {

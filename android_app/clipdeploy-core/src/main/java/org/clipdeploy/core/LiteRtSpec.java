@@ -56,7 +56,10 @@ public final class LiteRtSpec {
 
     /** {@link #check(Bundle, Bundle.Artifact)} against the bundle {@code a} was read from (what the runner calls on load). */
     public static LiteRtSpec check(Bundle.Artifact a) throws Bundle.BundleException {
-        if (a.bundle() == null) throw fail(a.path, "the artifact belongs to no bundle", "open the bundle with Bundle.open");
+        if (a.bundle() == null) {
+            throw new Bundle.BundleException(Bundle.BundleException.Kind.INTEGRITY, a.path + ": the artifact belongs to no bundle: "
+                    + "open the bundle with Bundle.open");
+        }
         return check(a.bundle(), a);
     }
 
@@ -164,6 +167,6 @@ public final class LiteRtSpec {
     }
 
     private static Bundle.BundleException fail(String path, String problem, String fix) {
-        return new Bundle.BundleException((path + ": " + problem + ": " + fix).replace('\n', ' '));
+        return new Bundle.BundleException(Bundle.BundleException.Kind.SCHEMA, (path + ": " + problem + ": " + fix).replace('\n', ' '));
     }
 }

@@ -56,7 +56,7 @@ public final class ReferenceRuntime implements EncoderRuntime {
 
     @Override
     public EncoderSession load(Bundle.Artifact a) throws Exception {
-        Npy w = Npy.read(a.file);
+        Npy w = Npy.read(a.verifiedFile());          // sha256 against the manifest first (BundleException)
         if (w.shape.length != 2) throw new IllegalArgumentException(a.path + ": expected a 2-d weight, got " + java.util.Arrays.toString(w.shape));
         final float[] data = w.floats();
         if (perturb != 0) for (int k = 0; k < data.length; k += 2) data[k] *= (float) (1.0 + perturb);

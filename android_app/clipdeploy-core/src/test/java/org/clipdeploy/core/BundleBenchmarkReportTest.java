@@ -48,11 +48,22 @@ public class BundleBenchmarkReportTest {
     }
 
     @Test
-    public void olderManifestsWithAMergeCountStillFindTheMergesFile() throws Exception {
-        File dir = tmp.newFolder("old");
-        Map<String, Object> m = Json.map(Json.parse(Goldens.file("bundle/manifest.json")));
+    public void aMergeCountWhereTheMergesPathBelongsIsASchemaError() throws Exception {
+        // bundles from before clipdeploy 0.1.0 stored the merge count under "merges"; they are schema_version 1,
+        // refused anyway, and in a schema_version 2 manifest tokenizer.merges is a path
+        File dir = TestBundles.copyGolden(tmp.newFolder("old"));
+        Map<String, Object> m = TestBundles.goldenManifest();
         Json.map(m.get("tokenizer")).put("merges", 48894L);
-        Files.write(new File(dir, "manifest.json").toPath(), Json.write(m, true).getBytes("UTF-8"));
+        TestBundles.writeManifest(dir, m);
+        try {
+            Bundle.open(dir);
+            throw new AssertionError("a merge count for tokenizer.merges was accepted");
+        } catch (Bundle.BundleException e) {
+            assertEquals(Bundle.BundleException.Kind.SCHEMA, e.kind());
+            assertTrue(e.getMessage(), e.getMessage().contains("manifest key 'tokenizer.merges' must be a string"));
+        }
+        Json.map(m.get("tokenizer")).remove("merges");          // absent: the standard location
+        TestBundles.writeManifest(dir, m);
         assertEquals(new File(dir, "tokenizer/merges.txt"), Bundle.open(dir).tokenizerMerges());
     }
 

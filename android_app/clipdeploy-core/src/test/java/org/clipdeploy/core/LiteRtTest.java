@@ -77,10 +77,9 @@ public class LiteRtTest {
         return m;
     }
 
+    /** The golden files, a placeholder file for each added artifact and the integrity record of it all. */
     private Bundle write(Map<String, Object> manifest) throws Exception {
-        File dir = tmp.newFolder();
-        Files.write(new File(dir, "manifest.json").toPath(), Json.write(manifest, true).getBytes("UTF-8"));
-        return Bundle.open(dir);
+        return Bundle.open(TestBundles.bundle(tmp.newFolder(), manifest));
     }
 
     @Test

@@ -170,8 +170,8 @@ public class ShapesGoldenTest {
     }
 
     private File manifestWith(String name, Object imageShapes, Object textShapes, boolean remove) throws Exception {
-        File dir = tmp.newFolder(name);
-        Map<String, Object> m = Json.map(Json.parse(Goldens.file("bundle/manifest.json")));
+        File dir = TestBundles.copyGolden(tmp.newFolder(name));     // the golden files: their integrity record holds
+        Map<String, Object> m = TestBundles.goldenManifest();
         List<Object> arts = Json.list(m.get("artifacts"));
         if (remove) {
             Json.map(arts.get(0)).remove("shapes");
