@@ -221,9 +221,26 @@ def test_jvm_processes_merge_into_one_process_level_report(jvm_classes, tmp_path
 def test_jvm_report_tool_bad_input(jvm_classes, tmp_path):
     r = _report_tool(jvm_classes, tmp_path / "nowhere", tmp_path / "r.json")
     assert r.returncode == 2
-    assert r.stderr.strip().startswith("error: ") and "is not a directory" in r.stderr
+    assert r.stderr.strip().startswith("error: ") and "does not exist" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r.json").exists()
+
+
+def test_jvm_report_tool_refuses_a_tampered_bundle(jvm_classes, tmp_path):
+    """The JVM core measures nothing on a bundle whose artifact is not the one the export recorded."""
+    import shutil
+    b = tmp_path / "bundle"
+    shutil.copytree(GOLDENS / "bundle", b)
+    f = b / "reference-fp32" / "text_encoder.npy"
+    data = bytearray(f.read_bytes())
+    data[-5] ^= 0x40                                           # same size: only the sha256 tells
+    f.write_bytes(bytes(data))
+    r = _report_tool(jvm_classes, b, tmp_path / "r.json")
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert "reference-fp32/text_encoder.npy does not match the manifest" in err
+    assert "cold_load" not in r.stderr and not (tmp_path / "r.json").exists()
 
 
 def _swift_report(tools, bundle, report, *args):
