@@ -189,8 +189,9 @@ def test_latency_verify_runs_the_interpreter_on_a_bundle(s0_bundle, tmp_path, ca
         exp = man.get(path) or man["coreml-fp16/image_encoder.mlpackage"]["image_type_variant"]
         assert r["max_abs"] == pytest.approx(exp["max_abs"], rel=1e-6)
 
-    bad = tmp_path / "bad"
-    shutil.copytree(s0_bundle, bad, ignore=shutil.ignore_patterns("onnx-*", "executorch-*", "litert-*"))
+    from clipdeploy.latency.milblob import WEIGHTS_REL
+    bad = _linked_copy(s0_bundle, tmp_path / "bad")
+    _own(bad / "coreml-fp16" / "text_encoder.mlpackage" / WEIGHTS_REL)      # not the fixture's file
     _perturb_largest_blob(bad / "coreml-fp16" / "text_encoder.mlpackage", -1.0)
     assert latency(["verify", str(bad), "--encoder", "text", "--quiet"]) == 2      # its digests say no
     assert "text_encoder.mlpackage/Data/com.apple.CoreML/weights/weight.bin does not match" in capsys.readouterr().err
@@ -215,6 +216,7 @@ def _rerecord(bundle, drop=()):
     man = json.loads((bundle / "manifest.json").read_text())
     man["artifacts"] = [a for a in man["artifacts"] if a["target"] not in drop]
     man["integrity"] = integrity.record(bundle)
+    (bundle / "manifest.json").unlink()                     # a linked copy's manifest is the original's file
     (bundle / "manifest.json").write_text(json.dumps(man))
 
 
