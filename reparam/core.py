@@ -215,13 +215,18 @@ class Rule:
     match: Callable
     apply: Callable
     nested: bool = False  # True: folds only a module's direct children, so nested matches all apply
+    # [(child that computes, child folded into it)] of a module: the fold is verified on each such pair
+    # alone (its own captured input), not through the whole module, whose depth would amplify the
+    # fold's fp32 rounding (a ResNet stem folded and checked through the entire tower)
+    parts: Optional[Callable] = None
 
 
 RULES = [
     Rule(lambda m: type(m).__name__, _timm_train_form, _apply_timm),
     Rule(lambda m: "RepMixer (text 1x11)", _is_text_repmixer, _apply_text_repmixer),
     Rule(lambda m: "conv-BN", _is_conv_bn, _apply_conv_bn),
-    Rule(lambda m: "conv-BN", lambda m: bool(_conv_bn_pairs(m)), _apply_conv_bn_pairs, nested=True),
+    Rule(lambda m: "conv-BN", lambda m: bool(_conv_bn_pairs(m)), _apply_conv_bn_pairs, nested=True,
+         parts=_conv_bn_pairs),
     Rule(lambda m: "BN->qkv", _is_bn_before_linear, _apply_bn_before_linear),
     Rule(lambda m: "layer scale", lambda m: bool(_layer_scale_targets(m)), _apply_layer_scale),
 ]
@@ -246,6 +251,10 @@ def _top_level(model, match) -> list:
         if match(m) and not any(n.startswith(p + ".") for p in names):
             names.append(n)
     return names
+
+
+def _sub(name: str, child: str) -> str:
+    return f"{name}.{child}" if name else child
 
 
 def _probe_forward(model: nn.Module, spec, images, tokens):
@@ -294,10 +303,26 @@ def fold_module_tree(model: nn.Module, spec=None, verify: bool = True, images=No
                  else _top_level(model, rule.match))
         if not names:
             continue
-        inputs = _capture_inputs(model, names, spec, images, tokens) if verify else {}
+        parts = {n: rule.parts(model.get_submodule(n)) for n in names} if rule.parts and verify else {}
+        where = [_sub(n, a) for n in names for a, _ in parts.get(n, ())] if parts else names
+        inputs = _capture_inputs(model, where, spec, images, tokens) if verify else {}
         for n in names:
             m = model.get_submodule(n)
             kind = rule.kind(m)
+            if parts:
+                refs = [(a, nn.Sequential(copy.deepcopy(getattr(m, a)), copy.deepcopy(getattr(m, b))))
+                        for a, b in parts[n]]
+                rule.apply(model, n, m)
+                worst = (0.0, 0.0)
+                for a, ref in refs:
+                    if _sub(n, a) not in inputs:
+                        raise FoldError(_sub(n, a), kind, float("nan"), float("nan"), 0.0)
+                    err, rel, ok = _compare(ref, getattr(m, a), inputs[_sub(n, a)])
+                    if not ok:
+                        raise FoldError(_sub(n, a), kind, err, rel, UNIT_ATOL + UNIT_RTOL)
+                    worst = max(worst, (err, rel))
+                records.append(FoldRecord(n, kind, *worst))
+                continue
             ref = copy.deepcopy(m) if verify else None
             rule.apply(model, n, m)
             if not verify:
