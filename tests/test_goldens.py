@@ -307,6 +307,22 @@ def test_swift_report_tool_bad_input(swift_tools, tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("usage: clipdeploy-report BUNDLE REPORT")
 
 
+def test_swift_report_tool_refuses_a_tampered_bundle(swift_tools, tmp_path):
+    """The Swift kit measures nothing on a bundle whose artifact is not the one the export recorded."""
+    b = tmp_path / "bundle"
+    shutil.copytree(GOLDENS / "bundle", b)
+    f = b / "reference-fp32" / "text_encoder.npy"
+    data = bytearray(f.read_bytes())
+    data[-5] ^= 0x40                                           # same size: only the sha256 tells
+    f.write_bytes(bytes(data))
+    r = _swift_report(swift_tools, b, tmp_path / "r.json")
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert "reference-fp32/text_encoder.npy does not match the manifest" in err
+    assert "cold_load" not in r.stderr and not (tmp_path / "r.json").exists()
+
+
 def test_goldens_cli_check_catches_drift_and_bad_input(tmp_path, capsys):
     copy = tmp_path / "goldens"
     shutil.copytree(GOLDENS, copy)

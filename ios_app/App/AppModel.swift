@@ -18,12 +18,19 @@ final class Engine {
     private var textSession: CoreMLEncoder?
     private var text: TextEncoder?
 
+    /// Checks before anything runs: the tokenizer files and the Core ML encoders the tabs use are verified
+    /// against the manifest's sha256 here (the tokenizer by `CLIPTokenizer.fromBundle`, the encoders by
+    /// `verifyArtifact`; cached, so the later `CoreMLEncoder.load` only re-stats them), so a tampered or
+    /// incomplete bundle fails `AppModel.open` with its refusal instead of failing inside a tab.
     init(bundle: ModelBundle, computeUnits: ComputeUnits) throws {
         self.bundle = bundle
         self.tokenizer = try CLIPTokenizer.fromBundle(bundle)
         self.spec = try bundle.preprocessSpec()
         self.logitScale = (try? bundle.logitScale()) ?? 100.0
         self.computeUnits = computeUnits
+        for encoder in ["image", "text"] {
+            if let a = Engine.artifact(bundle, encoder: encoder) { try bundle.verifyArtifact(a) }
+        }
     }
 
     /// The artifact the demo tabs use for an encoder: the manifest's default Core ML one (an int8 variant only
@@ -111,6 +118,9 @@ final class Engine {
 final class AppModel: ObservableObject {
     @Published private(set) var engine: Engine?
     @Published var message = "Looking for a bundle…"
+    /// The kind of the last refusal (`CLIPDeployError.Kind.rawValue`: integrity, unsafe_path, incomplete, ...)
+    /// when the bundle could not be opened; nil otherwise. `message` holds its one line.
+    @Published var refusal: String?
     @Published var showImporter = false
     @Published var computeUnits: ComputeUnits = .all
 
@@ -131,7 +141,18 @@ final class AppModel: ObservableObject {
         } else {
             message = "No bundle in the app: copy one into ios_app/App/Bundle before building, or open a bundle "
                 + "folder from Files."
+            AppModel.writeBenchmarkError(message)
         }
+    }
+
+    /// With `-benchmark YES` on the launch command line, a bundle that cannot be opened (or is refused: integrity,
+    /// unsafe path, incomplete copy, schema) never reaches the Benchmark tab: the run's `Documents/NAME.error`
+    /// gets the one line here, so a scripted run learns why (the Android app's contract).
+    static func writeBenchmarkError(_ line: String) {
+        let args = UserDefaults.standard.volatileDomain(forName: UserDefaults.argumentDomain)
+        guard BenchmarkRequest.isRequested(args) else { return }
+        try? LatencyReport.writeError(to: documents.appendingPathComponent(BenchmarkRequest.reportName(args)),
+                                      message: line)
     }
 
     static func findBundle() -> URL? {
@@ -155,9 +176,14 @@ final class AppModel: ObservableObject {
                 switch result {
                 case .success(let e):
                     self.engine = e
+                    self.refusal = nil
                     self.message = "\(e.bundle.model): \(e.spec)"
                 case .failure(let error):
-                    self.message = oneLine(error)
+                    // nothing runs on a bundle that was refused: NoBundleView shows the kind and the one line
+                    self.engine = nil
+                    self.refusal = (error as? CLIPDeployError).flatMap { $0.isBundleRefusal ? $0.kind.rawValue : nil }
+                    self.message = oneLineWithKind(error)
+                    AppModel.writeBenchmarkError(self.message)
                 }
             }
         }

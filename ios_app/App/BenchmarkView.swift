@@ -72,8 +72,8 @@ struct BenchmarkView: View {
                           inReportsFolder: false)
             } catch {
                 try? LatencyReport.writeError(to: AppModel.documents.appendingPathComponent(name),
-                                              message: oneLine(error))
-                bench.progress = "Failed: \(oneLine(error))"
+                                              message: oneLineWithKind(error))
+                bench.progress = "Failed: \(oneLineWithKind(error))"
             }
         }
     }
@@ -225,6 +225,13 @@ final class BenchmarkModel: ObservableObject {
                 let runtime = CoreMLRuntime(computeUnits: units)
                 let memory = PhysFootprintProbe()
                 var records: [[String: Any]] = []
+                // the whole bundle first: a refused probe set or artifact (integrity, unlisted file, ...) stops
+                // the run before anything is loaded, and its one line goes to the screen and the .error file
+                DispatchQueue.main.async { self.progress = "Verifying the bundle…" }
+                _ = try bundle.probe()
+                for artifact in bundle.artifactsWithVariants() where runtime.supports(artifact) {
+                    try bundle.verifyArtifact(artifact)
+                }
                 for artifact in bundle.artifactsWithVariants() {
                     let recs = try Benchmark.runAll(
                         bundle: bundle, runtimes: [runtime], settings: settings, memory: memory, artifacts: [artifact],
@@ -252,10 +259,10 @@ final class BenchmarkModel: ObservableObject {
                     self.progress = "Wrote Documents/\(inReportsFolder ? "reports/" : "")\(name)"
                 }
             } catch {
-                try? LatencyReport.writeError(to: out, message: oneLine(error))
+                try? LatencyReport.writeError(to: out, message: oneLineWithKind(error))
                 DispatchQueue.main.async {
                     self.running = false
-                    self.progress = "Failed: \(oneLine(error))"
+                    self.progress = "Failed: \(oneLineWithKind(error))"
                 }
             }
         }

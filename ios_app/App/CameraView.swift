@@ -161,7 +161,7 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
                 self.lock.unlock()
                 self.status = "\(names.count) labels × \(templates.count) prompts"
             case .failure(let error):
-                self.status = oneLine(error)
+                self.status = oneLineWithKind(error)
             }
         })
     }
@@ -214,7 +214,7 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
             case .success(let p):
                 self.guesses = ZeroShot.topK(p, 3).map { Guess(id: $0, label: names[$0], probability: p[$0]) }
             case .failure(let error):
-                self.status = oneLine(error)
+                self.status = oneLineWithKind(error)
             }
         })
     }

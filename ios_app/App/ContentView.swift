@@ -33,7 +33,7 @@ struct ContentView: View {
         .fileImporter(isPresented: $model.showImporter, allowedContentTypes: [.folder]) { result in
             switch result {
             case .success(let url): model.importBundle(from: url)
-            case .failure(let error): model.message = oneLine(error)
+            case .failure(let error): model.message = oneLineWithKind(error)
             }
         }
         .onAppear {
@@ -54,6 +54,12 @@ struct NoBundleView: View {
                 .foregroundStyle(.secondary)
             Text("CLIPDeploy")
                 .font(.title.bold())
+            if let kind = model.refusal {
+                Label("Bundle refused: \(kind.replacingOccurrences(of: "_", with: " "))",
+                      systemImage: "exclamationmark.triangle.fill")
+                    .font(.headline)
+                    .foregroundStyle(.red)
+            }
             Text(model.message)
                 .multilineTextAlignment(.center)
                 .foregroundStyle(.secondary)

@@ -162,7 +162,7 @@ final class SearchModel: ObservableObject {
                     self.status = "\(self.photos.count) photos indexed (\(r.batches) batches of up to "
                         + "\(engine.imageBatch))" + (bad > 0 ? ", \(bad) could not be embedded" : "")
                 case .failure(let error):
-                    self.status = oneLine(error)
+                    self.status = oneLineWithKind(error)
                 }
             })
         }
@@ -181,7 +181,7 @@ final class SearchModel: ObservableObject {
                 }
                 self.status = "\"\(q)\": best \(self.matches.first.map { String(format: "%.3f", $0.score) } ?? "-")"
             case .failure(let error):
-                self.status = oneLine(error)
+                self.status = oneLineWithKind(error)
             }
         })
     }

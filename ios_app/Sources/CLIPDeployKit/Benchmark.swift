@@ -24,16 +24,24 @@ public enum Benchmark {
 
     /// Every artifact of `artifacts` (default: the bundle's): measured when `runtimes` has one that supports
     /// it and it is the requested runtime (`settings.runtime`, or any when nil); listed as skipped otherwise.
+    /// Nothing is loaded or measured before the probe set and every artifact to measure matched the manifest's
+    /// sha256 (`ModelBundle.probe`, `ModelBundle.verifyArtifact`): a bundle that fails throws its refusal
+    /// (`.integrity`, `.unlistedFile`, ...) and no runtime is called.
     public static func runAll(bundle: ModelBundle, runtimes: [EncoderRuntime], settings: BenchmarkSettings,
                               memory: MemoryProbe, artifacts: [ModelBundle.Artifact]? = nil,
                               progress: Progress? = nil,
                               isCancelled: (() -> Bool)? = nil) throws -> [[String: Any]] {
         try settings.validate()
+        let list = artifacts ?? bundle.artifacts
+        let plan: [EncoderRuntime?] = list.map { a in
+            runtimes.first { rt in rt.supports(a) && (settings.runtime == nil || settings.runtime == rt.name) }
+        }
+        if plan.contains(where: { $0 != nil }) {
+            _ = try bundle.probe()
+            for (a, rt) in zip(list, plan) where rt != nil { try bundle.verifyArtifact(a) }
+        }
         var records: [[String: Any]] = []
-        for a in artifacts ?? bundle.artifacts {
-            let chosen = runtimes.first { rt in
-                rt.supports(a) && (settings.runtime == nil || settings.runtime == rt.name)
-            }
+        for (a, chosen) in zip(list, plan) {
             if let rt = chosen {
                 records.append(measure(bundle: bundle, artifact: a, runtime: rt, settings: settings, memory: memory,
                                        progress: progress, isCancelled: isCancelled))
@@ -101,7 +109,9 @@ public enum Benchmark {
         }
         do {
             try settings.validate()
+            // nothing is configured, loaded or timed before the probe set and the artifact matched their sha256
             let p = try bundle.probe()
+            try bundle.verifyArtifact(a)
             let ids = try textInputs(a, p)
             r["runtime_versions"] = rt.versions()
             phase = "configure"

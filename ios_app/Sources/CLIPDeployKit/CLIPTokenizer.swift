@@ -28,23 +28,37 @@ public final class CLIPTokenizer: CustomStringConvertible {
         self.byteEncoder = CLIPTokenizer.bytesToUnicode().map { String(Character(Unicode.Scalar($0)!)) }
     }
 
+    /// The tokenizer of a vocab.json and a merges.txt (each at most `ModelBundle.maxTokenizerBytes`, checked
+    /// before it is read).
     public static func fromFiles(vocab: URL, merges: URL) throws -> CLIPTokenizer {
         let v: Data, m: Data
         do {
-            v = try Data(contentsOf: vocab)
-            m = try Data(contentsOf: merges)
+            v = try FileIO.read(vocab, maxBytes: ModelBundle.maxTokenizerBytes, tooLarge: .tokenizer)
+            m = try FileIO.read(merges, maxBytes: ModelBundle.maxTokenizerBytes, tooLarge: .tokenizer)
         } catch {
             throw CLIPDeployError(.tokenizer, "cannot read the tokenizer files: \(oneLine(error))")
         }
         return try fromData(vocab: v, merges: m)
     }
 
+    /// The bundle's tokenizer: its vocab.json and merges.txt checked against the manifest's sha256 first
+    /// (`ModelBundle.verifyFile`), then read. A file that fails its record is the bundle's refusal (`.integrity`,
+    /// `.incomplete`, `.unsafePath`, ...); files that verify but cannot be parsed are `.tokenizer` errors naming
+    /// the bundle and the fix.
     public static func fromBundle(_ bundle: ModelBundle) throws -> CLIPTokenizer {
-        return try fromFiles(vocab: bundle.tokenizerVocab, merges: bundle.tokenizerMerges)
+        let vocabRel = bundle.tokenizerPath("vocab"), mergesRel = bundle.tokenizerPath("merges")
+        let vocab = try bundle.verifyFile(vocabRel)
+        let merges = try bundle.verifyFile(mergesRel)
+        do {
+            return try fromFiles(vocab: vocab, merges: merges)
+        } catch {
+            throw CLIPDeployError(.tokenizer, "bundle \(bundle.dir.path): tokenizer files \(vocabRel) / \(mergesRel): "
+                                  + "\(oneLine(error)); re-export the bundle with clip-export")
+        }
     }
 
     public static func fromData(vocab: Data, merges: Data) throws -> CLIPTokenizer {
-        let raw = try Json.map(Json.parse(vocab))
+        let raw = try Json.map(Json.parse(vocab, maxBytes: ModelBundle.maxTokenizerBytes))
         var enc = [String: Int32](minimumCapacity: raw.count)
         for (token, id) in raw {
             guard let n = Json.optionalNumber(id), let v = Int32(exactly: n) else {

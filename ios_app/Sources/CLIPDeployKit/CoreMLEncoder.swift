@@ -117,7 +117,8 @@ public final class CoreMLEncoder: EncoderSession {
         self.takesPixels = takesPixels
     }
 
-    /// Compile (cached) and load a package: e.g. `coreml-fp16/image_encoder.mlpackage`.
+    /// Compile (cached) and load a package: e.g. `coreml-fp16/image_encoder.mlpackage`. Not verified: for a
+    /// bundle's artifact use `load(_ artifact:)`, which checks it against the manifest first.
     public static func load(_ url: URL, encoder: String, takesPixels: Bool = false,
                             computeUnits: ComputeUnits = .all) throws -> CoreMLEncoder {
         let compiled = try CoreMLModelCache.compiledURL(for: url)
@@ -131,9 +132,11 @@ public final class CoreMLEncoder: EncoderSession {
         }
     }
 
-    /// Load an artifact of a bundle (its ImageType variant when `artifact.takesPixels`).
+    /// Load an artifact of a bundle (its ImageType variant when `artifact.takesPixels`): every file of the package
+    /// is checked against the manifest's sha256 first (`Artifact.verifiedURL`; an unlisted file in the package is
+    /// refused too), so a tampered or incomplete package never reaches Core ML.
     public static func load(_ artifact: ModelBundle.Artifact, computeUnits: ComputeUnits = .all) throws -> CoreMLEncoder {
-        return try load(artifact.url, encoder: artifact.encoder, takesPixels: artifact.takesPixels,
+        return try load(try artifact.verifiedURL(), encoder: artifact.encoder, takesPixels: artifact.takesPixels,
                         computeUnits: computeUnits)
     }
 
@@ -294,7 +297,7 @@ public final class CoreMLRuntime: EncoderRuntime {
     }
 
     public func prepare(_ artifact: ModelBundle.Artifact) throws {
-        _ = try CoreMLModelCache.compiledURL(for: artifact.url)
+        _ = try CoreMLModelCache.compiledURL(for: try artifact.verifiedURL())
     }
 
     public func load(_ artifact: ModelBundle.Artifact) throws -> EncoderSession {

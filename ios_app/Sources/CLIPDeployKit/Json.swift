@@ -9,23 +9,32 @@ import Foundation
 public enum Json {
     // MARK: read
 
-    public static func parse(_ data: Data) throws -> Any {
-        return try JsonParser.parse(data)
+    /// The input limit of `parse` (32 MiB), checked before anything is parsed.
+    public static let maxBytes = JsonParser.maxBytes
+    /// Nesting deeper than this is an error (not a stack overflow).
+    public static let maxDepth = JsonParser.maxDepth
+
+    /// Strict JSON of at most `maxBytes`; every failure is a one-line `.json` error.
+    public static func parse(_ data: Data, maxBytes: Int = Json.maxBytes) throws -> Any {
+        return try JsonParser.parse(data, maxBytes: maxBytes)
     }
 
     public static func parse(string: String) throws -> Any {
         return try parse(Data(string.utf8))
     }
 
-    public static func parse(contentsOf url: URL) throws -> Any {
+    /// A file of at most `maxBytes` (its size checked before it is read).
+    public static func parse(contentsOf url: URL, maxBytes: Int = Json.maxBytes) throws -> Any {
         let data: Data
         do {
-            data = try Data(contentsOf: url)
+            data = try FileIO.read(url, maxBytes: maxBytes)
+        } catch let e as CLIPDeployError {
+            throw CLIPDeployError(.json, e.message)
         } catch {
             throw CLIPDeployError(.json, "\(url.path): cannot read (\((error as NSError).localizedDescription))")
         }
         do {
-            return try parse(data)
+            return try parse(data, maxBytes: maxBytes)
         } catch let e as CLIPDeployError {
             throw CLIPDeployError(.json, "\(url.path): \(e.message)")
         }
@@ -57,6 +66,14 @@ public enum Json {
     /// A number, or NaN for JSON null (non-finite values are written as null).
     public static func numOrNaN(_ value: Any?) throws -> Double {
         return isNull(value) ? Double.nan : try num(value)
+    }
+
+    /// A JSON integer (written without a fraction or exponent; not a boolean) as Int64, else nil.
+    public static func integer(of value: Any?) -> Int64? {
+        guard let n = number(of: value) else { return nil }
+        let t = String(cString: n.objCType)
+        guard t != "d", t != "f" else { return nil }
+        return n.int64Value
     }
 
     public static func int(_ value: Any?) throws -> Int {

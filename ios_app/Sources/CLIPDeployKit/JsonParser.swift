@@ -5,13 +5,17 @@ import Foundation
 /// Foundation's `JSONSerialization` is not: swift-corelibs-foundation accepts `[1,]` and `{"a":1,}`, which
 /// Darwin's rejects, and neither says where a document went wrong. Bundles and device reports are untrusted
 /// input, so what they may contain is decided here: UTF-8 only, no trailing commas, no leading zeros, no
-/// comments, no NaN/Infinity, nesting at most `maxDepth` deep, and an error that names the line and column.
+/// comments, no NaN/Infinity, no trailing garbage, nesting at most `maxDepth` (200) deep (so a hostile
+/// `[[[[...` is an error, never a stack overflow), at most `maxBytes` of input, and an error that names the line
+/// and column. Every failure is a one-line `CLIPDeployError` of kind `.json`.
 ///
 /// Values are what the rest of the kit reads: `[String: Any]`, `[Any]`, `String`, `NSNumber` (integers that fit
 /// in Int64 as integers, other numbers as doubles, booleans as boolean NSNumbers) and `NSNull`. A repeated key
 /// keeps its last value, as Python's `json` does.
 struct JsonParser {
-    static let maxDepth = 512
+    static let maxDepth = 200
+    /// The default input limit (32 MiB: manifests, reports; the tokenizer's vocab.json is read with 64 MiB).
+    static let maxBytes = 32 << 20
 
     private let b: [UInt8]
     private var i = 0
@@ -19,7 +23,11 @@ struct JsonParser {
 
     private init(_ bytes: [UInt8]) { b = bytes }
 
-    static func parse(_ data: Data) throws -> Any {
+    static func parse(_ data: Data, maxBytes: Int = JsonParser.maxBytes) throws -> Any {
+        guard data.count <= maxBytes else {
+            throw CLIPDeployError(.json, "not JSON this reader accepts: \(data.count) bytes is more than the \(maxBytes) "
+                                  + "it reads")
+        }
         var p = JsonParser([UInt8](data))
         if p.b.starts(with: [0xEF, 0xBB, 0xBF]) { p.i = 3 }       // a UTF-8 byte order mark, as Python allows
         p.ws()

@@ -4,6 +4,17 @@ import Foundation
 /// `<f4 <f8 <i4 <i8 |u1 |i1 |b1`: the bundle's probe inputs and reference embeddings, the reference
 /// model's weights and the goldens' expected tensors. Mirrors the JVM core's `Npy`.
 public struct Npy {
+    /// The largest `.npy` header this reader parses.
+    public static let maxHeader = 1 << 16
+    /// At most this many dimensions.
+    public static let maxDims = 32
+    /// A dimension larger than this is refused (no real array has one; it keeps the arithmetic far from overflow).
+    public static let maxDim = 1 << 40
+    /// The most data bytes an array may hold (what `read(contentsOf:)` reads by default, and the cap of `read(_:)`).
+    public static let maxDataBytes = 1 << 31
+    /// An array without data (a zero dimension) may still have at most this many rows along its first axis.
+    public static let maxEmptyRows = 1 << 16
+
     public let shape: [Int]
     public let dtype: String
     /// The raw little-endian element bytes (count * item size), starting at index 0.
@@ -11,63 +22,216 @@ public struct Npy {
 
     public var count: Int { shape.reduce(1, *) }
 
-    public static func read(contentsOf url: URL) throws -> Npy {
-        let data: Data
-        do {
-            data = try Data(contentsOf: url)
-        } catch {
-            throw CLIPDeployError(.npy, "\(url.path): cannot read (\((error as NSError).localizedDescription))")
-        }
+    /// The array in a file of at most `maxBytes` (checked with a stat before anything is read). Failures are
+    /// one-line `.malformedArray` errors (`.unreadable` for I/O) starting with the path.
+    public static func read(contentsOf url: URL, maxBytes: Int = Npy.maxDataBytes + Npy.maxHeader + 12) throws -> Npy {
+        let data = try FileIO.read(url, maxBytes: maxBytes, tooLarge: .malformedArray)
         do {
             return try read(data)
         } catch let e as CLIPDeployError {
-            throw CLIPDeployError(.npy, "\(url.path): \(e.message)")
+            throw CLIPDeployError(e.kind, "\(url.path): \(e.message)")
         }
     }
 
+    /// The array in `data`: magic, version 1/2/3, a header dict of exactly `descr` (a supported dtype),
+    /// `fortran_order` (False) and `shape` (a tuple of non-negative ints), and exactly count * itemsize bytes
+    /// after the header (computed overflow-safe; truncated or trailing data refused) — all checked before the
+    /// element bytes are copied, so a header's claim never sizes an allocation.
     public static func read(_ data: Data) throws -> Npy {
-        let all = [UInt8](data)
+        let (dtype, shape, offset, need) = try header(data)
+        let payload = [UInt8](data[(data.startIndex + offset)..<(data.startIndex + offset + need)])
+        return Npy(shape: shape, dtype: dtype, payload: payload)
+    }
+
+    static func bad(_ what: String) -> CLIPDeployError {
+        return CLIPDeployError(.malformedArray, what)
+    }
+
+    /// (dtype, shape, data offset, data bytes) of a whole `.npy` file in memory.
+    static func header(_ data: Data) throws -> (String, [Int], Int, Int) {
+        let total = data.count
+        let s = data.startIndex
+        func byte(_ k: Int) -> UInt8 { data[s + k] }
         let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]   // \x93NUMPY
-        guard all.count >= 10, Array(all[0..<6]) == magic else {
-            throw CLIPDeployError(.npy, "not a .npy file (bad magic)")
+        guard total >= 10, (0..<6).allSatisfy({ byte($0) == magic[$0] }) else {
+            throw bad("not a .npy file (no \\x93NUMPY magic)")
         }
-        let major = Int(all[6])
+        let major = Int(byte(6)), minor = Int(byte(7))
         let headerLen: Int
-        let offset: Int
+        let start: Int
         switch major {
         case 1:
-            headerLen = Int(all[8]) | Int(all[9]) << 8
-            offset = 10
+            headerLen = Int(byte(8)) | Int(byte(9)) << 8
+            start = 10
         case 2, 3:
-            guard all.count >= 12 else { throw CLIPDeployError(.npy, "truncated .npy header") }
-            headerLen = Int(all[8]) | Int(all[9]) << 8 | Int(all[10]) << 16 | Int(all[11]) << 24
-            offset = 12
+            guard total >= 12 else { throw bad("truncated .npy header") }
+            headerLen = Int(byte(8)) | Int(byte(9)) << 8 | Int(byte(10)) << 16 | Int(byte(11)) << 24
+            start = 12
         default:
-            throw CLIPDeployError(.npy, "unsupported .npy version \(major)")
+            throw bad(".npy format version \(major).\(minor) is not supported (1.0, 2.0, 3.0)")
         }
-        guard all.count >= offset + headerLen else { throw CLIPDeployError(.npy, "truncated .npy header") }
-        // The header is an ASCII Python dict literal (latin-1 in format 1/2, UTF-8 in 3).
-        let header = String(decoding: all[offset..<(offset + headerLen)], as: UTF8.self)
-        guard let descr = quotedValue(of: "descr", in: header),
-              let order = bareValue(of: "fortran_order", in: header),
-              let shapeText = tupleValue(of: "shape", in: header) else {
-            throw CLIPDeployError(.npy, "bad .npy header: \(header.trimmingCharacters(in: .whitespacesAndNewlines))")
+        guard headerLen <= maxHeader else {
+            throw bad(".npy header of \(headerLen) bytes is larger than \(maxHeader)")
         }
-        if order == "True" { throw CLIPDeployError(.npy, ".npy in Fortran order is not supported") }
-        var shape: [Int] = []
-        for part in shapeText.split(separator: ",") {
-            let t = part.trimmingCharacters(in: .whitespaces)
-            if t.isEmpty { continue }
-            guard let d = Int(t), d >= 0 else { throw CLIPDeployError(.npy, "bad .npy shape (\(shapeText))") }
-            shape.append(d)
+        guard start + headerLen <= total else { throw bad("truncated .npy header") }
+        let raw = data[(s + start)..<(s + start + headerLen)]
+        // latin-1 in format 1/2 (every byte is a character), UTF-8 in 3
+        let text: [Unicode.Scalar]
+        if major == 3 {
+            guard let t = String(bytes: raw, encoding: .utf8) else { throw bad(".npy header is not UTF-8") }
+            text = Array(t.unicodeScalars)
+        } else {
+            text = raw.map { Unicode.Scalar($0) }
         }
-        let size = try itemSize(descr)
-        let count = shape.reduce(1, *)
-        let start = offset + headerLen
-        guard all.count - start >= count * size else {
-            throw CLIPDeployError(.npy, "truncated .npy: \(all.count - start) data bytes, expected \(count * size)")
+        var h = HeaderParser(text)
+        try h.dict()
+        guard let descr = h.descr, let shape = h.shape else {
+            throw bad(".npy header must have 'descr', 'fortran_order' and 'shape'")
         }
-        return Npy(shape: shape, dtype: descr, payload: Array(all[start..<(start + count * size)]))
+        let item = try itemSize(descr)
+        func shapeText() -> String { "(" + shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? ",)" : ")") }
+        var count = 1
+        for d in shape {
+            let (c, o) = count.multipliedReportingOverflow(by: d)
+            guard !o, c <= maxDataBytes else {
+                throw bad(".npy shape \(shapeText()) of \(descr) is larger than the \(maxDataBytes) bytes this reader holds")
+            }
+            count = c
+        }
+        let (need, o) = count.multipliedReportingOverflow(by: item)
+        guard !o, need <= maxDataBytes else {
+            throw bad(".npy shape \(shapeText()) of \(descr) is larger than the \(maxDataBytes) bytes this reader holds")
+        }
+        if count == 0, let rows = shape.first, rows > maxEmptyRows {
+            throw bad(".npy shape \(shapeText()) has no data but \(rows) rows (at most \(maxEmptyRows))")
+        }
+        let offset = start + headerLen
+        let have = total - offset
+        guard have == need else {
+            let what = have < need ? "is truncated" : "has trailing bytes"
+            throw bad(".npy file \(what): shape \(shapeText()) of \(descr) needs \(need) bytes of data, the file has \(have)")
+        }
+        return (descr, shape, offset, need)
+    }
+
+    /// The header dict literal numpy writes: `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }` and
+    /// padding; exactly those three keys, each once, nothing after the dict but whitespace.
+    struct HeaderParser {
+        let s: [Unicode.Scalar]
+        var i = 0
+        var descr: String?
+        var fortran: Bool?
+        var shape: [Int]?
+
+        init(_ s: [Unicode.Scalar]) { self.s = s }
+
+        func bad(_ what: String) -> CLIPDeployError {
+            return Npy.bad(".npy header is not the dict numpy writes (\(what))")
+        }
+
+        mutating func ws() {
+            while i < s.count, s[i] == " " || s[i] == "\t" || s[i] == "\n" || s[i] == "\r" { i += 1 }
+        }
+
+        mutating func eat(_ c: Unicode.Scalar) -> Bool {
+            ws()
+            if i < s.count, s[i] == c {
+                i += 1
+                return true
+            }
+            return false
+        }
+
+        mutating func dict() throws {
+            guard eat("{") else { throw bad("no '{'") }
+            while true {
+                if eat("}") { break }
+                let key = try str()
+                guard eat(":") else { throw bad("no ':' after '\(key.prefix(40))'") }
+                switch key {
+                case "descr":
+                    guard descr == nil else { throw bad("'descr' twice") }
+                    descr = try str()
+                case "fortran_order":
+                    guard fortran == nil else { throw bad("'fortran_order' twice") }
+                    fortran = try bool()
+                case "shape":
+                    guard shape == nil else { throw bad("'shape' twice") }
+                    shape = try tuple()
+                default:
+                    throw bad("unexpected key '\(key.prefix(40))'")
+                }
+                if eat("}") { break }
+                guard eat(",") else { throw bad("no ',' between entries") }
+            }
+            ws()
+            guard i == s.count else { throw bad("characters after the dict") }
+            guard descr != nil, fortran != nil, shape != nil else {
+                throw Npy.bad(".npy header must have 'descr', 'fortran_order' and 'shape'")
+            }
+            if fortran == true { throw Npy.bad(".npy arrays in Fortran order are not supported (write C order)") }
+        }
+
+        mutating func str() throws -> String {
+            ws()
+            guard i < s.count, s[i] == "'" || s[i] == "\"" else { throw bad("expected a quoted key or string") }
+            let q = s[i]
+            i += 1
+            var out = String.UnicodeScalarView()
+            while i < s.count, s[i] != q {
+                if s[i] == "\\" || s[i] == "\n" { throw bad("escape or newline in a string") }
+                if out.count >= 256 { throw bad("a string longer than 256 characters") }
+                out.append(s[i])
+                i += 1
+            }
+            guard i < s.count else { throw bad("unterminated string") }
+            i += 1
+            return String(out)
+        }
+
+        mutating func bool() throws -> Bool {
+            ws()
+            func word(_ w: String) -> Bool {
+                let ws = Array(w.unicodeScalars)
+                guard i + ws.count <= s.count, Array(s[i..<(i + ws.count)]) == ws else { return false }
+                i += ws.count
+                return true
+            }
+            if word("False") { return false }
+            if word("True") { return true }
+            throw bad("fortran_order is not True or False")
+        }
+
+        mutating func tuple() throws -> [Int] {
+            guard eat("(") else { throw bad("shape is not a tuple") }
+            var dims: [Int] = []
+            var comma = true
+            while true {
+                if eat(")") { break }
+                guard comma else { throw bad("no ',' between dimensions") }
+                guard dims.count < Npy.maxDims else {
+                    throw Npy.bad(".npy shape has more than \(Npy.maxDims) dimensions")
+                }
+                dims.append(try dim())
+                comma = eat(",")
+            }
+            if dims.count == 1 && !comma { throw bad("a one-dimension shape needs a trailing ',': (n,)") }
+            return dims
+        }
+
+        mutating func dim() throws -> Int {
+            ws()
+            if i < s.count, s[i] == "-" { throw Npy.bad(".npy shape has a negative dimension") }
+            let start = i
+            var v = 0
+            while i < s.count, let d = Int(exactly: s[i].value), d >= 0x30, d <= 0x39 {
+                v = v * 10 + (d - 0x30)
+                if v > Npy.maxDim { throw Npy.bad(".npy shape has a dimension beyond \(Npy.maxDim)") }
+                i += 1
+            }
+            guard i > start else { throw bad("a dimension is not a non-negative integer") }
+            return v
+        }
     }
 
     static func itemSize(_ dtype: String) throws -> Int {
@@ -76,7 +240,7 @@ public struct Npy {
         case "<f8", "<i8": return 8
         case "|u1", "|i1", "|b1": return 1
         default:
-            throw CLIPDeployError(.npy, "unsupported .npy dtype \(dtype) (little-endian f4/f8/i4/i8/u1 only)")
+            throw CLIPDeployError(.malformedArray, ".npy dtype '\(dtype)' is not supported (<f4, <f8, <i4, <i8, |u1, |i1, |b1)")
         }
     }
 
@@ -186,38 +350,5 @@ public struct Npy {
             out.append(UInt8(b >> 24))
         }
         return Data(out)
-    }
-
-    // MARK: header parsing
-
-    private static func valueStart(of key: String, in header: String) -> String.Index? {
-        guard let r = header.range(of: "'\(key)'") else { return nil }
-        var i = r.upperBound
-        while i < header.endIndex, header[i] == " " { i = header.index(after: i) }
-        guard i < header.endIndex, header[i] == ":" else { return nil }
-        i = header.index(after: i)
-        while i < header.endIndex, header[i] == " " { i = header.index(after: i) }
-        return i
-    }
-
-    static func quotedValue(of key: String, in header: String) -> String? {
-        guard let s = valueStart(of: key, in: header), s < header.endIndex, header[s] == "'" else { return nil }
-        let from = header.index(after: s)
-        guard let end = header[from...].firstIndex(of: "'") else { return nil }
-        return String(header[from..<end])
-    }
-
-    static func bareValue(of key: String, in header: String) -> String? {
-        guard let s = valueStart(of: key, in: header) else { return nil }
-        let end = header[s...].firstIndex(where: { $0 == "," || $0 == "}" || $0 == " " }) ?? header.endIndex
-        let v = String(header[s..<end])
-        return v.isEmpty ? nil : v
-    }
-
-    static func tupleValue(of key: String, in header: String) -> String? {
-        guard let s = valueStart(of: key, in: header), s < header.endIndex, header[s] == "(" else { return nil }
-        let from = header.index(after: s)
-        guard let end = header[from...].firstIndex(of: ")") else { return nil }
-        return String(header[from..<end])
     }
 }

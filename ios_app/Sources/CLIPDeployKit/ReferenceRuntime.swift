@@ -33,7 +33,7 @@ public final class ReferenceRuntime: EncoderRuntime {
     }
 
     public func load(_ artifact: ModelBundle.Artifact) throws -> EncoderSession {
-        let w = try Npy.read(contentsOf: artifact.url)
+        let w = try Npy.read(contentsOf: try artifact.verifiedURL())   // sha256 against the manifest first
         guard w.shape.count == 2 else {
             throw CLIPDeployError(.encoder, "\(artifact.path): expected a 2-d weight, got \(w.shape)")
         }

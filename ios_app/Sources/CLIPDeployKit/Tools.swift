@@ -7,7 +7,7 @@ import Foundation
 /// Defaults: 20 runs, 3 warmup, min_seconds 0 and min_blocks 1 (the smallest settings: at least `runs`
 /// samples and one block of `BenchmarkSettings.blockSeconds`, a check of the writer rather than the apps'
 /// defaults). Progress goes to `err`, one line per phase. Exit 0 (skipped artifacts included), 1 (an artifact
-/// failed), 2 (bad input: usage, settings, bundle).
+/// failed), 2 (bad input: usage, settings, a bundle that cannot be opened or fails its integrity record).
 public enum ReportTool {
     public static let usage = "usage: clipdeploy-report BUNDLE REPORT [runs] [warmup] [min_seconds] [min_blocks]"
 
@@ -43,7 +43,7 @@ public enum ReportTool {
         do {
             bundle = try ModelBundle.open(URL(fileURLWithPath: args[0]))
         } catch {
-            err("error: \(oneLine(error))")
+            err("error: \(oneLineWithKind(error))")
             return 2
         }
         do {
@@ -64,9 +64,10 @@ public enum ReportTool {
             out("wrote \(report.path) (\(recs.count) records)")
             return failed ? 1 : 0
         } catch {
-            err("error: \(oneLine(error))")
-            try? LatencyReport.writeError(to: report, message: oneLine(error))
-            return 1
+            // a bundle that fails its integrity record is refused before anything runs: bad input (2)
+            err("error: \(oneLineWithKind(error))")
+            try? LatencyReport.writeError(to: report, message: oneLineWithKind(error))
+            return (error as? CLIPDeployError)?.isBundleRefusal == true ? 2 : 1
         }
     }
 }

@@ -35,16 +35,26 @@ final class BundleTests: XCTestCase {
         XCTAssertEqual(b.artifactsWithVariants().count, 2)
     }
 
-    func testOlderManifestsWithAMergeCountStillFindTheMergesFile() throws {
-        let dir = try Goldens.temporaryDirectory(self).appendingPathComponent("old")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        var m = try Json.map(Json.parse(contentsOf: Goldens.file("bundle/manifest.json")))
-        var tok = try Json.map(m["tokenizer"])
-        tok["merges"] = 48894
-        m["tokenizer"] = tok
-        try Data(try Json.write(m, pretty: true).utf8).write(to: dir.appendingPathComponent("manifest.json"))
-        XCTAssertEqual(try ModelBundle.open(dir).tokenizerMerges.path,
-                       dir.appendingPathComponent("tokenizer/merges.txt").path)
+    func testTokenizerMergesIsAPathOrTheStandardLocation() throws {
+        // bundles from before clipdeploy 0.1.0 stored the merge count under "merges"; they are schema_version 1,
+        // refused anyway, and in a schema_version 2 manifest tokenizer.merges is a path
+        let counted = try TestBundles.editedGolden(self, name: "count") { m in
+            var tok = try Json.map(m["tokenizer"])
+            tok["merges"] = 48894
+            m["tokenizer"] = tok
+        }
+        XCTAssertThrowsError(try ModelBundle.open(counted)) { error in
+            XCTAssertEqual((error as? CLIPDeployError)?.kind, .invalidManifest)
+            XCTAssertTrue(oneLine(error).contains("manifest key 'tokenizer.merges' must be a string"), oneLine(error))
+        }
+        let absent = try TestBundles.editedGolden(self, name: "absent") { m in
+            var tok = try Json.map(m["tokenizer"])
+            tok["merges"] = nil
+            m["tokenizer"] = tok
+        }
+        XCTAssertEqual(try ModelBundle.open(absent).tokenizerMerges.path,
+                       absent.appendingPathComponent("tokenizer/merges.txt").path)
+        XCTAssertNoThrow(try CLIPTokenizer.fromBundle(try ModelBundle.open(absent)))
     }
 
     func testBadBundlesFailWithOneLine() throws {
@@ -52,13 +62,15 @@ final class BundleTests: XCTestCase {
         let empty = tmp.appendingPathComponent("empty")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
         XCTAssertThrowsError(try ModelBundle.open(empty)) { error in
+            XCTAssertEqual((error as? CLIPDeployError)?.kind, .notFound)
             XCTAssertTrue(oneLine(error).contains("no manifest.json"), oneLine(error))
         }
         let bad = tmp.appendingPathComponent("bad")
         try FileManager.default.createDirectory(at: bad, withIntermediateDirectories: true)
-        try Data("{\"schema_version\": 1,".utf8).write(to: bad.appendingPathComponent("manifest.json"))
+        try Data("{\"schema_version\": 2,".utf8).write(to: bad.appendingPathComponent("manifest.json"))
         XCTAssertThrowsError(try ModelBundle.open(bad)) { error in
             let msg = (error as? CLIPDeployError)?.message ?? ""
+            XCTAssertEqual((error as? CLIPDeployError)?.kind, .invalidManifest)
             XCTAssertTrue(msg.contains("cannot be read") && !msg.contains("\n"), msg)
         }
         XCTAssertThrowsError(try ModelBundle.open(tmp.appendingPathComponent("missing"))) { error in
@@ -70,18 +82,16 @@ final class BundleTests: XCTestCase {
     /// as an entry of its own that takes pixels.
     func testImageTypeVariantIsListed() throws {
         let tmp = try Goldens.temporaryDirectory(self)
-        let src = try Goldens.file("bundle")
         let dst = tmp.appendingPathComponent("bundle")
-        try FileManager.default.copyItem(at: src, to: dst)
-        var m = try Json.map(Json.parse(contentsOf: dst.appendingPathComponent("manifest.json")))
+        try FileManager.default.copyItem(at: try Goldens.file("bundle"), to: dst)
+        var m = try TestBundles.goldenManifest()
         var arts = try Json.list(m["artifacts"])
         arts.append(["target": "coreml", "precision": "fp16", "encoder": "image",
                      "path": "coreml-fp16/image_encoder.mlpackage",
+                     "files": ["coreml-fp16/image_encoder.mlpackage", "coreml-fp16/image_encoder_imagetype.mlpackage"],
                      "info": ["image_type_variant": ["file": "image_encoder_imagetype.mlpackage"]]] as [String: Any])
         m["artifacts"] = arts
-        try Data(try Json.write(m, pretty: true).utf8).write(to: dst.appendingPathComponent("manifest.json"))
-        let variantDir = dst.appendingPathComponent("coreml-fp16/image_encoder_imagetype.mlpackage")
-        try FileManager.default.createDirectory(at: variantDir, withIntermediateDirectories: true)
+        try TestBundles.bundle(dst, m)
         let b = try ModelBundle.open(dst)
         XCTAssertEqual(b.artifacts.count, 3)
         XCTAssertEqual(b.artifacts[2].imageTypeVariant, "coreml-fp16/image_encoder_imagetype.mlpackage")
@@ -90,5 +100,13 @@ final class BundleTests: XCTestCase {
         XCTAssertEqual(all[3].path, "coreml-fp16/image_encoder_imagetype.mlpackage")
         XCTAssertTrue(all[3].takesPixels)
         XCTAssertFalse(all[2].takesPixels)
+        // the variant is verified like any artifact: each file of its package against the record
+        XCTAssertEqual(try all[3].verifiedURL().lastPathComponent, "image_encoder_imagetype.mlpackage")
+        try TestBundles.flipByte(dst.appendingPathComponent("coreml-fp16/image_encoder_imagetype.mlpackage/Manifest.json"),
+                                 at: 3)
+        XCTAssertThrowsError(try b.verifyArtifact(all[3])) { error in
+            XCTAssertEqual((error as? CLIPDeployError)?.kind, .integrity, oneLine(error))
+        }
+        XCTAssertNoThrow(try b.verifyArtifact(all[0]))
     }
 }

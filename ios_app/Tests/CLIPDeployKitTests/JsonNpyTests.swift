@@ -66,7 +66,7 @@ final class JsonNpyTests: XCTestCase {
         }
         let deep = String(repeating: "[", count: JsonParser.maxDepth + 1) + String(repeating: "]", count: JsonParser.maxDepth + 1)
         XCTAssertThrowsError(try Json.parse(string: deep)) { error in
-            XCTAssertTrue(oneLine(error).contains("nested deeper than 512"), oneLine(error))
+            XCTAssertTrue(oneLine(error).contains("nested deeper than 200"), oneLine(error))
         }
         let ok = String(repeating: "[", count: JsonParser.maxDepth) + String(repeating: "]", count: JsonParser.maxDepth)
         XCTAssertNoThrow(try Json.parse(string: ok))

@@ -141,21 +141,19 @@ final class ShapesGoldenTests: XCTestCase {
         XCTAssertEqual(b.artifactsWithVariants()[1].shapes, text.shapes)
     }
 
+    /// A copy of the golden bundle whose artifacts' `shapes` are replaced (or removed), re-sealed.
     func manifestWith(_ name: String, image: Any?, text: Any?, remove: Bool = false) throws -> URL {
-        let dir = try Goldens.temporaryDirectory(self).appendingPathComponent(name)
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        var m = try Json.map(Json.parse(contentsOf: Goldens.file("bundle/manifest.json")))
-        var arts = try Json.list(m["artifacts"]).map { try Json.map($0) }
-        if remove {
-            arts[0]["shapes"] = nil
-            arts[1]["shapes"] = nil
-        } else {
-            if let i = image { arts[0]["shapes"] = i }
-            if let t = text { arts[1]["shapes"] = t }
+        return try TestBundles.editedGolden(self, name: name) { m in
+            var arts = try Json.list(m["artifacts"]).map { try Json.map($0) }
+            if remove {
+                arts[0]["shapes"] = nil
+                arts[1]["shapes"] = nil
+            } else {
+                if let i = image { arts[0]["shapes"] = i }
+                if let t = text { arts[1]["shapes"] = t }
+            }
+            m["artifacts"] = arts
         }
-        m["artifacts"] = arts
-        try Data(try Json.write(m, pretty: true).utf8).write(to: dir.appendingPathComponent("manifest.json"))
-        return dir
     }
 
     func testOlderManifestsWithoutShapesGetBatch1AndLength77() throws {
