@@ -19,7 +19,7 @@ JUNIT_CP  := /usr/share/java/junit4.jar:/usr/share/java/hamcrest-core.jar
 JAVAC     := javac -encoding UTF-8 --release 8 -Xlint:all,-options -Werror
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test clean jvm-deps jvm-test swift-test goldens
+.PHONY: install demo test clean jvm-deps adb-deps jvm-test swift-test goldens
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +48,7 @@ demo: install
 	$(BIN)/clip-latency run out/mobileclip_s0 --runs 20 --json out/mobileclip_s0/latency.json
 	@echo "== demo done: weights in $(DEMO)/, bundle in out/mobileclip_s0/, latency report out/mobileclip_s0/latency.json"
 
-test: install jvm-test swift-test
+test: install adb-deps jvm-test swift-test
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not alone" --durations=30
 	@echo "== latency tests that judge contention: alone on the machine"
 	$(BIN)/python -m pytest -q -m alone
@@ -59,6 +59,14 @@ jvm-deps:
 	  $(SUDO) apt-get install -y -q --no-install-recommends openjdk-17-jdk-headless junit4 >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update -q >/dev/null && \
 	    $(SUDO) apt-get install -y -q --no-install-recommends openjdk-17-jdk-headless junit4 >/dev/null; }; fi
+
+# adb (Debian's package): `clip-latency android` against the real client; with no phone attached the tests
+# check its "no device" refusal
+adb-deps:
+	@if ! command -v adb >/dev/null; then \
+	  echo "== installing adb (apt)"; \
+	  $(SUDO) apt-get install -y -q --no-install-recommends adb >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q --no-install-recommends adb >/dev/null; }; fi
 
 jvm-test: jvm-deps
 	@echo "== JVM core of the Android app (org.clipdeploy.core): JUnit against goldens/"

@@ -94,7 +94,7 @@ def test_android_without_adb_is_bad_input(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: adb not found")
 
 
-@pytest.mark.skipif(shutil.which("adb") is None, reason="adb is not installed on this host")
+@pytest.mark.skipif(shutil.which("adb") is None, reason="adb is not on the PATH (make test installs it: make adb-deps)")
 def test_real_adb_front_end(tmp_path):
     """With a real adb: no device attached must be a clear input error; with one, a full run."""
     bundle = tmp_path / "mobileclip_s0"
