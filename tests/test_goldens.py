@@ -226,21 +226,29 @@ def test_jvm_report_tool_bad_input(jvm_classes, tmp_path):
     assert not (tmp_path / "r.json").exists()
 
 
-def test_jvm_report_tool_refuses_a_tampered_bundle(jvm_classes, tmp_path):
-    """The JVM core measures nothing on a bundle whose artifact is not the one the export recorded."""
-    import shutil
+def _tampered_golden_copy(tmp_path):
+    """A copy of the goldens' bundle with one byte of an artifact flipped (same size: only the sha256 tells)."""
     b = tmp_path / "bundle"
     shutil.copytree(GOLDENS / "bundle", b)
     f = b / "reference-fp32" / "text_encoder.npy"
     data = bytearray(f.read_bytes())
-    data[-5] ^= 0x40                                           # same size: only the sha256 tells
+    data[-5] ^= 0x40
     f.write_bytes(bytes(data))
-    r = _report_tool(jvm_classes, b, tmp_path / "r.json")
+    return b
+
+
+def _assert_refused_before_measuring(r, report):
     assert r.returncode == 2, r.stderr
     err = r.stderr.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: "), err
     assert "reference-fp32/text_encoder.npy does not match the manifest" in err
-    assert "cold_load" not in r.stderr and not (tmp_path / "r.json").exists()
+    assert "cold_load" not in r.stderr and not report.exists()
+
+
+def test_jvm_report_tool_refuses_a_tampered_bundle(jvm_classes, tmp_path):
+    """The JVM core measures nothing on a bundle whose artifact is not the one the export recorded."""
+    r = _report_tool(jvm_classes, _tampered_golden_copy(tmp_path), tmp_path / "r.json")
+    _assert_refused_before_measuring(r, tmp_path / "r.json")
 
 
 def _swift_report(tools, bundle, report, *args):
@@ -309,18 +317,8 @@ def test_swift_report_tool_bad_input(swift_tools, tmp_path):
 
 def test_swift_report_tool_refuses_a_tampered_bundle(swift_tools, tmp_path):
     """The Swift kit measures nothing on a bundle whose artifact is not the one the export recorded."""
-    b = tmp_path / "bundle"
-    shutil.copytree(GOLDENS / "bundle", b)
-    f = b / "reference-fp32" / "text_encoder.npy"
-    data = bytearray(f.read_bytes())
-    data[-5] ^= 0x40                                           # same size: only the sha256 tells
-    f.write_bytes(bytes(data))
-    r = _swift_report(swift_tools, b, tmp_path / "r.json")
-    assert r.returncode == 2, r.stderr
-    err = r.stderr.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
-    assert "reference-fp32/text_encoder.npy does not match the manifest" in err
-    assert "cold_load" not in r.stderr and not (tmp_path / "r.json").exists()
+    r = _swift_report(swift_tools, _tampered_golden_copy(tmp_path), tmp_path / "r.json")
+    _assert_refused_before_measuring(r, tmp_path / "r.json")
 
 
 def test_goldens_cli_check_catches_drift_and_bad_input(tmp_path, capsys):
