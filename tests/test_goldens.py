@@ -284,7 +284,8 @@ def test_swift_written_report_validates_and_is_ingested(swift_tools, tmp_path, c
         # memory is the process's resident set on Linux, a real figure (not the 0 of an absent probe)
         assert rec["memory"]["source"].startswith("/proc/self/status VmRSS")
         mem = rec["memory"]
-        assert 1 < mem["rss_after_load_mb"] <= mem["peak_rss_mb"] < 1024, mem
+        # a Foundation process holding the golden bundle: about 22 MB here; 0 or a page count would fail
+        assert 8 < mem["rss_after_load_mb"] <= mem["peak_rss_mb"] < 256, mem
     into = tmp_path / "reports"
     assert latency_main(["ingest", str(report), "--into", str(into)]) == 0
     out = capsys.readouterr().out
