@@ -110,7 +110,39 @@ val out = module.forward(EValue.from(Tensor.fromBlob(pixels, longArrayOf(1, 3, {
 val embedding = out.dataAsFloatArray
 ```
 
-{_litert_snippet(manifest)}Probe inputs and reference embeddings are in `probe/` (`*.npy`), so any runtime can check its parity.
+{_litert_snippet(manifest)}{_classifier_section(manifest)}Probe inputs and reference embeddings are in `probe/` (`*.npy`), so any runtime can check its parity.
+"""
+
+
+def _classifier_section(manifest: dict) -> str:
+    c = manifest.get("classifier")
+    if not c:
+        return ""
+    labels = c["labels"]
+    shown = ", ".join(labels[:12]) + (f", … ({len(labels)} in all)" if len(labels) > 12 else "")
+    rows = []
+    for r in c.get("comparison", []):
+        mb = (lambda b: f"{b / 2 ** 20:.2f}" if b is not None else "n/a")
+        ms = (lambda v: f"{v:.1f}" if v is not None else "n/a (cannot run here)")
+        rows.append(f"| {r['target']} | {r['precision']} | `{r['classifier']}` | {mb(r['classifier_bytes'])} | "
+                    f"{mb(r.get('image_encoder_plus_matrix_bytes'))} | {ms(r.get('classifier_median_ms'))} | "
+                    f"{ms(r.get('image_encoder_plus_matrix_median_ms'))} | "
+                    + (f"{r['top1_agreement']:.1%} of {r['images']}" if r.get("top1_agreement") is not None
+                       else "n/a") + " |")
+    table = ("\n| target | precision | classifier | MB | image encoder + class matrix MB | ms | image encoder "
+             "+ matrix ms | top-1 agreement |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+             if rows else "")
+    return f"""## Zero-shot classifier
+
+{len(labels)} labels ({shown}) x {len(c['templates'])} prompt templates ({c.get('template_source', 'file')}),
+ensembled through the PyTorch text tower (`{c['class_embeddings']}`, float32 [{len(labels)}, {c.get('embedding_dim')}],
+rows in the order of `{c.get('labels_file', 'classifier/labels.json')}`). Each `classifier` artifact maps `image` to `logits`
+float32 [1, {len(labels)}] = {c['logit_scale']:.4f} x cosine(image, class); softmax gives the probabilities. An app
+that only classifies needs no text encoder; an app that keeps the image encoder can load the class matrix instead.
+Latency: this export host, batch 1, one process, the two timed alternately (see `benchmarks/classifier_cost.py`
+for idle, process-per-figure measurements). Agreement: top-1 of the classifier artifact against the image
+encoder's embedding times the class matrix, on the gate's images.
+{table}
 """
 
 
@@ -176,6 +208,11 @@ def _parity_cell(p: dict) -> str:
         return "structural only on this host"
     via = " (Core ML reference interpreter)" if p.get("checked") == "reference-interpreter" else ""
     missed = f" — MISSED {'; '.join(p['failures'])} (--accept-degraded)" if p.get("accepted_degraded") else ""
+    if "top1_agreement" in p:                        # a classifier: its logits
+        v = p.get("validation") or {}
+        val = f"; validation {v['n']} images: top-1 {v['top1_agreement']:.1%}" if v else ""
+        return (f"probe logits: max abs {p['max_abs']:.1e} ({p['max_abs_cosine_units']:.1e} x logit_scale), "
+                f"top-1 {p['top1_agreement']:.0%}{val}{via}{missed}")
     v = p.get("validation") or {}
     val = (f"; validation {v['n']} rows: min cos {v['cosine_min']:.6f}, "
            + (f"{v['rows_below_cosine']} below the bar, " if "rows_below_cosine" in v else f"max abs {v['max_abs']:.1e}, ")

@@ -3,10 +3,18 @@
     clip-export --model mobileclip_s0 --target coreml|onnx|executorch|executorch-coreml|all
                 [--checkpoint PATH|URL] [--random-weights SEED] [--precision fp32|fp16|int8]
                 [--accept-degraded] [--ort-offline off|auto|never] [--ios 16|17|18] [--out DIR] [--force] [--json]
+                [--classifier LABELS.txt [--templates openai|cifar10|simple|FILE]]
 
 ``--precision int8`` writes each target's float artifact and its int8 variant (calibrated on the probe
 set), compares them (size, latency here, parity) in the manifest's ``precision_tradeoffs`` and marks
 the int8 one ``default`` only where it passed its bars and ran faster.
+
+``--classifier LABELS.txt`` (one label per line) also writes, per target and precision, a zero-shot
+classifier (``image`` -> ``logits`` [1, N]: the image encoder, the prompt-ensemble class matrix and
+logit_scale in one artifact) gated on its logits, and the class matrix as data
+(``classifier/class_embeddings.npy``, ``classifier/labels.json``). ``--templates``: the CLIP paper's 80
+ImageNet templates (``openai``, the default), its 18 CIFAR-10 ones (``cifar10``), ``a photo of a {}.``
+(``simple``) or a file with one template per line, each with ``{}``.
 """
 from __future__ import annotations
 
@@ -38,6 +46,12 @@ def _parser():
     p.add_argument("--out", help="bundle directory (default out/<model>)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
+    p.add_argument("--classifier", metavar="LABELS.txt",
+                   help="also write a zero-shot classifier per target (image -> logits over these labels, one "
+                        "per line) and the class embeddings as data")
+    p.add_argument("--templates", metavar="openai|cifar10|simple|FILE",
+                   help="prompt templates of the classifier (default openai: the CLIP paper's 80 ImageNet "
+                        "templates; a FILE has one template per line with {})")
     return p
 
 
@@ -57,11 +71,14 @@ def main(argv=None) -> int:
             raise ExportInputError(f"unknown precision '{args.precision}': use fp32, fp16 or int8")
         if args.ios not in (16, 17, 18):
             raise ExportInputError(f"--ios {args.ios} is not supported: use 16, 17 or 18")
+        if args.templates and not args.classifier:
+            raise ExportInputError("--templates needs --classifier LABELS.txt (the labels to write into them)")
+        classifier = {"labels": args.classifier, "templates": args.templates} if args.classifier else None
         try:
             manifest = export_bundle(args.model, args.target, args.precision, args.checkpoint,
                                      args.random_weights, args.out, args.force, args.ios, log,
                                      accept_degraded=args.accept_degraded,
-                                     backend_options={"ort_offline": args.ort_offline})
+                                     backend_options={"ort_offline": args.ort_offline}, classifier=classifier)
         except BackendUnavailable as e:
             raise ExportInputError(str(e)) from None
         except ParityError as e:

@@ -202,7 +202,8 @@ def _takes_expected(b) -> bool:
 def export_bundle(model: str, targets: list, precision: Optional[str] = None, checkpoint=None,
                   random_weights: Optional[int] = None, out=None, force: bool = False,
                   ios: int = 17, log: Callable = print, accept_degraded: bool = False,
-                  backend_options: Optional[dict] = None, validation: Optional[tuple] = None) -> dict:
+                  backend_options: Optional[dict] = None, validation: Optional[tuple] = None,
+                  classifier: Optional[dict] = None) -> dict:
     """Write the bundle for ``model``; returns the manifest. Raises on any failed gate, leaving
     ``out`` untouched; ``accept_degraded`` writes a quantized artifact that missed its bars anyway
     (flagged in the manifest, never the default); ``backend_options`` go to every backend's export
@@ -211,7 +212,12 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
 
     Quantization calibrates and tunes on the probe set followed by the generated calibration set
     (:func:`clipdeploy.models.validation.calibration_set`); the gate holds every artifact to the
-    validation set as well, which neither contains."""
+    validation set as well, which neither contains.
+
+    ``classifier``: ``{"labels": LABELS.txt, "templates": "openai" | "cifar10" | "simple" | FILE}`` also writes,
+    per target and precision, a zero-shot classifier artifact (``encoder: "classifier"``, ``image`` ->
+    ``logits`` [1, N]) and the class matrix as data (:mod:`clipdeploy.export.classifier`), each artifact
+    gated on its logits."""
     from clipdeploy.models import load_model
     from clipdeploy.models import validation as vset
     from clipdeploy.models.probe import PROBE_CAPTIONS, probe_images, write_probe_files
@@ -221,6 +227,11 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
     plan = resolve(targets, precision)                       # bad target/precision: fail before work
     for t, p in plan:
         backend(t).check_available(p)
+    cls_req = None
+    if classifier is not None:                               # bad label / template files: before work too
+        from . import classifier as cls_mod
+        src, temps = cls_mod.templates(classifier.get("templates") or "openai")
+        cls_req = {"labels": cls_mod.read_labels(classifier["labels"]), "source": src, "templates": temps}
     out = Path(out or Path("out") / model)
     tmp = bundle_mod.prepare_output(out, force)
     t_job = time.perf_counter()
@@ -303,6 +314,10 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                                             ref_image, ref_text),
             "artifacts": [],
         }
+        cls = None
+        if cls_req is not None:
+            cls = _classifier_setup(cls_req, fused, wrappers, spec, tmp, images_np, val, log)
+            manifest["classifier"] = cls["manifest"]
         if needs_sets:
             manifest["calibration"] = {**vset.describe(len(cal_images), len(cal_caps), vset.CALIBRATION_SEED,
                                                        "quantization calibration"),
@@ -388,8 +403,13 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                     "files": [f"{sub}/{f}" for f in result.files],
                     "inputs": result.inputs, "outputs": result.outputs, "shapes": shp, "parity": parity,
                     "size_bytes": size, "export_seconds": round(t_export, 2), "info": result.info})
-        manifest["precision_tradeoffs"] = _tradeoffs(manifest["artifacts"], tmp, images_np[:1],
-                                                     ids_np[:1], log)
+            if cls is not None:
+                manifest["artifacts"].append(_classifier_artifact(b, target, prec, sub, tmp, spec, cls, cal,
+                                                                  ios, backend_options, accept_degraded, log))
+        encoders = [a for a in manifest["artifacts"] if a["encoder"] != "classifier"]
+        manifest["precision_tradeoffs"] = _tradeoffs(encoders, tmp, images_np[:1], ids_np[:1], log)
+        if cls is not None:
+            _classifier_defaults(manifest, tmp, cls, log)
         (tmp / "README.md").write_text(bundle_mod.model_card(manifest))
         # every file written, digested; the manifest last (a copy without it is no bundle)
         manifest["integrity"] = integrity.record(tmp)
@@ -482,3 +502,177 @@ def _json_default(o):
     if isinstance(o, torch.Size):
         return list(o)
     return str(o)
+
+
+# ---------------------------------------------------------------------------------------------------
+# zero-shot classifier artifacts (clipdeploy.export.classifier)
+
+def _classifier_setup(req: dict, fused, wrappers: dict, spec, tmp: Path, images_np, val, log) -> dict:
+    """The class matrix through the verified PyTorch text tower, written as data; the Classifier wrapper
+    every target exports; the gate's images (probe, then validation) and their PyTorch logits."""
+    from . import classifier as C
+    labels, temps = req["labels"], req["templates"]
+    C.check_prompt_lengths(labels, temps, fused.tokenize, spec.context_length)
+    t = _stage(log, f"[classifier] {len(labels)} labels x {len(temps)} templates ({req['source']}): class "
+                    f"embeddings through the PyTorch text tower")
+    classes = C.class_embeddings(wrappers["text"], fused.tokenize, labels, temps, log)
+    (tmp / "classifier").mkdir()
+    np.save(tmp / C.CLASS_EMBEDDINGS, classes)
+    (tmp / C.LABELS_FILE).write_text(json.dumps(labels, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    scale = float(fused.logit_scale)
+    module = C.Classifier(wrappers["image"], classes, scale).eval()
+    images = images_np if val is None else np.concatenate([images_np, val["images"]])
+    with torch.no_grad():
+        ref = module(torch.from_numpy(images)).numpy()
+        emb = wrappers["image"](torch.from_numpy(images)).numpy()
+    # the wrapper is the formula: logit_scale x image embedding . class embedding
+    formula = scale * emb.astype(np.float64) @ classes.astype(np.float64).T
+    if not np.abs(formula - ref).max() <= 1e-4 * max(scale, 1.0):
+        raise RuntimeError(f"classifier wrapper disagrees with its formula by {np.abs(formula - ref).max():.3g}")
+    log(f"        {classes.shape[0]} x {classes.shape[1]} class matrix, logit_scale {scale:.4g}, "
+        f"{time.perf_counter() - t:.1f}s")
+    block = C.manifest_block(labels, temps, req["source"], scale, classes.shape[1])
+    block.update(prompts_per_label=len(temps), thresholds=C.CLASSIFIER_THRESHOLDS,
+                 validation_thresholds=C.CLASSIFIER_VALIDATION_THRESHOLDS)
+    return {"manifest": block, "module": module, "classes": classes, "scale": scale, "images": images,
+            "ref": ref, "n_probe": len(images_np), "labels": labels}
+
+
+def _classifier_run(b, path: Path, x):
+    if b.can_run_here:
+        return b.run(path, x), "numeric"
+    if b.reference_runtime is not None:
+        return b.reference_run(path, x)[0], "reference-interpreter"
+    return None, "structural"
+
+
+def _classifier_gate(b, result, prec: str, cls: dict, what: str) -> dict:
+    """The artifact's logits on the probe images (CLASSIFIER_THRESHOLDS) and on the validation images
+    (CLASSIFIER_VALIDATION_THRESHOLDS) against the PyTorch classifier; raises ParityError on a miss."""
+    from . import classifier as C
+    t = time.perf_counter()
+    n = cls["n_probe"]
+    got, how = _classifier_run(b, result.path, cls["images"])
+    out = {"checked": how, "against": "PyTorch classifier (image tower, class matrix, logit_scale)"}
+    if not b.can_run_here:
+        out["reason"] = f"{b.name} artifacts cannot run on this host"
+        out["structure"] = b.structural_check(result.path, result.inputs, result.outputs) \
+            if _takes_expected(b) else b.structural_check(result.path)
+    if got is None:
+        return out
+    got = np.asarray(got, np.float32).reshape(len(cls["images"]), -1)
+    for key, sl, bars, label in (("probe", slice(0, n), C.CLASSIFIER_THRESHOLDS, "probe images"),
+                                 ("validation", slice(n, None), C.CLASSIFIER_VALIDATION_THRESHOLDS,
+                                  "validation images")):
+        if key == "validation" and len(cls["images"]) == n:
+            continue
+        fig = C.measure_logits(cls["ref"][sl], got[sl], cls["scale"])
+        missed = C.logit_failures(fig, prec, bars)
+        if missed:
+            raise ParityError(f"{what} on the {label} ({fig['n']})", fig, missed)
+        rec = {**fig, "thresholds": bars[prec], "passed": True}
+        if key == "probe":
+            out.update(rec)
+        else:
+            out["validation"] = rec
+    variant = (result.info or {}).get("image_type_variant")
+    if variant and b.reference_runtime is not None and not b.can_run_here:
+        vgot = b.reference_run(result.path.parent / variant["file"], cls["images"][:n] * np.float32(255.0))[0]
+        fig = C.measure_logits(cls["ref"][:n], np.asarray(vgot, np.float32).reshape(n, -1), cls["scale"])
+        missed = C.logit_failures(fig, prec)
+        if missed:
+            raise ParityError(f"{what} ({variant['file']})", fig, missed)
+        out["image_type_variant"] = {**fig, "passed": True}
+    out["seconds"] = round(time.perf_counter() - t, 2)
+    return out
+
+
+def _classifier_artifact(b, target: str, prec: str, sub: str, tmp: Path, spec, cls: dict, cal, ios: int,
+                         backend_options, accept_degraded: bool, log) -> dict:
+    from clipdeploy.models import shapes as S
+    name = "classifier"
+    t = _stage(log, f"[{sub}] export {name} ({len(cls['labels'])} labels)")
+    path = tmp / sub / f"{name}{b.extension}"
+    n = len(cls["labels"])
+    shp = {"batch": S.fixed(1, "classifier artifacts are exported and gated at batch 1")}
+    calibration = cal["images"] if cal is not None else cls["images"][:cls["n_probe"]]
+    result = b.export(cls["module"], example_input(spec, "image"), "classifier", prec, path, spec,
+                      {**(backend_options or {}), "ios": ios, "calibration": calibration,
+                       # quantization tuning: "zero-shot" against the identity = top-1 of the logits
+                       "other_tower": np.eye(n, dtype=np.float32), "shapes": shp})
+    t_export = time.perf_counter() - t
+    t = time.perf_counter()
+    what = f"{sub}/{result.path.name}"
+    try:
+        parity = _classifier_gate(b, result, prec, cls, what)
+    except ParityError as e:
+        if not (accept_degraded and prec in QUANTIZED):
+            raise
+        log(f"        warning: {e}; written anyway (--accept-degraded), never the default")
+        parity = {"checked": "numeric" if b.can_run_here else "reference-interpreter", **e.figures,
+                  "passed": False, "failures": e.failures, "accepted_degraded": True}
+    size = _size(result.path.parent, result.files)
+    if "max_abs" in parity:
+        v = parity.get("validation")
+        log(f"        {t_export:.1f}s export, {time.perf_counter() - t:.1f}s gate: logits max abs "
+            f"{parity['max_abs']:.2e} ({parity['max_abs_cosine_units']:.1e} x logit_scale), top-1 "
+            f"{parity['top1_agreement']:.0%} of {parity['n']} probe images"
+            + (f", {v['top1_agreement']:.1%} of {v['n']} validation images" if v else "")
+            + (f" (Core ML reference interpreter)" if parity["checked"] == "reference-interpreter" else ""))
+    else:
+        log(f"        {t_export:.1f}s export: structural check passed (cannot run here)")
+    return {"target": target, "precision": prec, "encoder": name, "path": f"{sub}/{result.path.name}",
+            "files": [f"{sub}/{f}" for f in result.files], "inputs": result.inputs, "outputs": result.outputs,
+            "shapes": shp, "parity": parity, "size_bytes": size, "export_seconds": round(t_export, 2),
+            "info": result.info, "classes": n}
+
+
+def _classifier_defaults(manifest: dict, root: Path, cls: dict, log, runs: int = 20) -> None:
+    """Per target: the default classifier (the precision of the default image encoder), and the comparison
+    an app weighs: the classifier artifact against the image encoder + the class matrix as data (size;
+    median latency here, the two timed alternately in this process; top-1 agreement and logits max abs
+    between them on the gate's images)."""
+    from . import classifier as C
+    from clipdeploy.export.backends.base import time_alternately as alternately
+    arts = manifest["artifacts"]
+    matrix_bytes = (root / C.CLASS_EMBEDDINGS).stat().st_size
+    rows = []
+    for target in dict.fromkeys(a["target"] for a in arts if a["encoder"] == "classifier"):
+        mine = [a for a in arts if a["target"] == target and a["encoder"] == "classifier"]
+        image = next((a for a in arts if a["target"] == target and a["encoder"] == "image" and a.get("default")),
+                     None)
+        for a in mine:
+            a["default"] = image is not None and a["precision"] == image["precision"]
+        if not any(a["default"] for a in mine):
+            mine[0]["default"] = True
+        a = next(x for x in mine if x["default"])
+        b = backend(target)
+        row = {"target": target, "precision": a["precision"], "classifier": a["path"],
+               "classifier_bytes": a["size_bytes"], "image_encoder": image and image["path"],
+               "image_encoder_plus_matrix_bytes": image and image["size_bytes"] + matrix_bytes,
+               "class_matrix_bytes": matrix_bytes}
+        if image is not None and b.can_run_here:
+            x = cls["images"]
+            got_c = np.asarray(b.run(root / a["path"], x), np.float64)
+            emb = np.asarray(b.run(root / image["path"], x), np.float64)
+            via = cls["scale"] * emb @ cls["classes"].astype(np.float64).T
+            fig = C.measure_logits(via, got_c, cls["scale"])
+            call_c = b.open(root / a["path"])
+            call_i = b.open(root / image["path"])
+            ct = cls["classes"].T.copy()
+
+            def two_step(xx, call_i=call_i):
+                e = call_i(xx)
+                e = e.detach().numpy() if isinstance(e, torch.Tensor) else np.asarray(e)
+                return (e.reshape(1, -1) @ ct) * np.float32(cls["scale"])
+            ms = alternately([call_c, two_step], x[:1], runs)
+            row.update(classifier_median_ms=ms[0], image_encoder_plus_matrix_median_ms=ms[1],
+                       top1_agreement=fig["top1_agreement"], top1_exact=fig["top1_exact"],
+                       logits_max_abs=fig["max_abs"], images=fig["n"],
+                       timing=f"at export on this host, one process, the two timed alternately, {runs} runs "
+                              f"after 3 warm-up calls, batch 1")
+            log(f"[{target}] classifier {a['precision']}: {a['size_bytes'] / 2 ** 20:.1f} MB, "
+                f"{ms[0]:.1f} ms vs image encoder + matrix {row['image_encoder_plus_matrix_bytes'] / 2 ** 20:.1f} "
+                f"MB, {ms[1]:.1f} ms; top-1 agreement {fig['top1_agreement']:.0%} of {fig['n']} images")
+        rows.append(row)
+    manifest["classifier"]["comparison"] = rows

@@ -424,6 +424,46 @@ def report_golden() -> dict:
 # ---------------------------------------------------------------------------------------------------
 # the miniature bundle
 
+#: the golden bundle's classifier: labels (one with a space, one non-ASCII; four different top-1s over the six
+#: probe images, the closest two logits 1.6 apart) and two templates
+GOLDEN_CLASSIFIER_LABELS = ("cat", "tree", "frog", "red apple", "crème brûlée")
+GOLDEN_CLASSIFIER_TEMPLATES = ("a photo of a {}.", "a blurry photo of the {}.")
+
+
+def golden_class_embeddings(table: np.ndarray, labels: list, templates: list) -> np.ndarray:
+    """The prompt ensemble through the linear text encoder: per label, normalize(mean(prompt embeddings))."""
+    from clipdeploy.models.tokenizer import tokenize
+    out = []
+    for lab in labels:
+        e = linear_embed_text(table, tokenize([t.replace("{}", lab) for t in templates]).numpy()).astype(np.float64)
+        m = e.mean(0)
+        out.append(m / np.linalg.norm(m))
+    return np.asarray(out, np.float32)
+
+
+def classifier_manifest(labels: list, templates: list, source: str, logit_scale: float, dim: int) -> dict:
+    """The manifest's ``classifier`` block, as the export writes it."""
+    from clipdeploy.export.classifier import manifest_block
+    return manifest_block(labels, templates, source, logit_scale, dim)
+
+
+def classifier_golden(dest: Path) -> dict:
+    """What an app computes from the golden bundle's classifier: logits / probabilities / top-1 of each probe
+    image embedding, and of the reference classifier artifact run on the probe images."""
+    man = json.loads((dest / "manifest.json").read_text())
+    c = np.load(dest / "classifier" / "class_embeddings.npy").astype(np.float64)
+    emb = np.load(dest / "probe" / "image_embeddings.npy").astype(np.float64)
+    s = man["classifier"]["logit_scale"]
+    logits = s * emb @ c.T
+    z = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = z / z.sum(-1, keepdims=True)
+    prompts = [[t.replace("{}", lab) for t in man["classifier"]["templates"]] for lab in man["classifier"]["labels"]]
+    return {"labels": man["classifier"]["labels"], "templates": man["classifier"]["templates"], "prompts": prompts,
+            "logit_scale": s, "class_embeddings": c.astype(np.float32).tolist(),
+            "probe_logits": logits.tolist(), "probe_probabilities": probs.tolist(),
+            "probe_top1": [int(i) for i in logits.argmax(-1)],
+            "tolerance": {"logits": 1e-4, "probabilities": 1e-5, "class_embeddings": 1e-6}}
+
 def linear_embed_image(w: np.ndarray, images: np.ndarray) -> np.ndarray:
     """The reference linear image encoder: normalize(W @ flatten(x)), float64 accumulation -> float32."""
     y = images.reshape(len(images), -1).astype(np.float64) @ w.astype(np.float64).T
@@ -455,9 +495,18 @@ def bundle_golden(dest: Path) -> None:
     np.save(dest / "reference-fp32" / "image_encoder.npy", w)
     np.save(dest / "reference-fp32" / "text_encoder.npy", table)
 
+    # the zero-shot classifier (clipdeploy.export.classifier): labels x templates through the reference
+    # text encoder, ensembled; the classifier artifact is the linear image encoder followed by that matrix
+    labels, templates = list(GOLDEN_CLASSIFIER_LABELS), list(GOLDEN_CLASSIFIER_TEMPLATES)
+    classes = golden_class_embeddings(table, labels, templates)
+    (dest / "classifier").mkdir(exist_ok=True)
+    np.save(dest / "classifier" / "class_embeddings.npy", classes)
+    _json(dest / "classifier" / "labels.json", labels)
+
     from clipdeploy.models import shapes as sh
     art_shapes = {"image": {"batch": sh.enumerated([1, 4, 8])},
-                  "text": {"batch": sh.fixed(1), "length": sh.dynamic(1, 77)}}
+                  "text": {"batch": sh.fixed(1), "length": sh.dynamic(1, 77)},
+                  "classifier": {"batch": sh.fixed(1)}}
 
     def art(enc, shape_in, dtype):
         return {"target": "reference", "precision": "fp32", "encoder": enc,
@@ -469,6 +518,18 @@ def bundle_golden(dest: Path) -> None:
                            "zero_shot_agreement": 1.0, "n": 6 if enc == "image" else 8, "finite": True,
                            "passed": True},
                 "size_bytes": int((dest / f"reference-fp32/{enc}_encoder.npy").stat().st_size)}
+
+    files = ["reference-fp32/image_encoder.npy", "classifier/class_embeddings.npy"]
+    classifier_art = {
+        "target": "reference", "precision": "fp32", "encoder": "classifier",
+        "path": "reference-fp32/image_encoder.npy", "files": files,
+        "inputs": [{"name": "image", "shape": [1, 3, r, r], "dtype": "float32"}],
+        "outputs": [{"name": "logits", "shape": [1, len(labels)], "dtype": "float32"}],
+        "shapes": art_shapes["classifier"],
+        "parity": {"checked": "numeric", "max_abs": 0.0, "max_abs_cosine_units": 0.0, "max_abs_probs": 0.0,
+                   "top1_agreement": 1.0, "top1_exact": 1.0, "n": 6, "classes": len(labels), "finite": True,
+                   "passed": True},
+        "size_bytes": int(sum((dest / f).stat().st_size for f in files))}
 
     manifest = {
         "schema_version": 2, "model": "golden_linear", "clipdeploy_version": "goldens",
@@ -489,9 +550,12 @@ def bundle_golden(dest: Path) -> None:
             "image": "embedding = normalize(W @ flatten(image)); W = reference-fp32/image_encoder.npy "
                      f"float32 [{d}, {3 * r * r}]; accumulate in float64",
             "text": "embedding = normalize(sum over positions p with ids[p] != 0 of T[ids[p] % V]); "
-                    f"T = reference-fp32/text_encoder.npy float32 [{v}, {d}]; accumulate in float64"},
+                    f"T = reference-fp32/text_encoder.npy float32 [{v}, {d}]; accumulate in float64",
+            "classifier": "logits = logit_scale * C @ normalize(W @ flatten(image)); W as the image encoder, "
+                          f"C = classifier/class_embeddings.npy float32 [{len(labels)}, {d}]; accumulate in float64"},
         "tokenizer": tok, "probe": probe,
-        "artifacts": [art("image", [1, 3, r, r], "float32"), art("text", [1, 77], "int32")],
+        "classifier": classifier_manifest(labels, templates, "file", 100.0, d),
+        "artifacts": [art("image", [1, 3, r, r], "float32"), art("text", [1, 77], "int32"), classifier_art],
     }
     from .integrity import record
     manifest["integrity"] = record(dest)
@@ -513,6 +577,7 @@ def generate(out) -> Path:
         _json(tmp / "zeroshot.json", zeroshot_golden())
         _json(tmp / "report_sample.json", report_golden())
         bundle_golden(tmp / "bundle")
+        _json(tmp / "classifier.json", classifier_golden(tmp / "bundle"))
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         _json(tmp / "index.json", {
             "schema_version": GOLDENS_SCHEMA_VERSION, "generator": GENERATOR,
@@ -554,6 +619,7 @@ Consumed by the JVM core of the Android app (`make jvm-test`) and the iOS kit's 
 | `stats.json` | latency statistics of sample sets; parity figures and failed bars of embedding sets |
 | `token_lengths.json` | captions x text-length descriptors -> shortest accepted length and ids; batches; malformed descriptors; image batch plans |
 | `zeroshot.json` | prompt-ensemble class embeddings, probabilities, text->image search ranking |
+| `classifier.json` | the miniature bundle's zero-shot classifier: prompts, class matrix, probe logits / probabilities / top-1 |
 | `report_sample.json` | a device latency report in the clip-latency schema |
 | `bundle/` | a miniature bundle (manifest with `shapes`, tokenizer, probe set) with a linear reference model as its artifacts |
 | `index.json` | sha256 of every file |

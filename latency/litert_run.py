@@ -96,9 +96,18 @@ def runner(interp):
 
     def call(x):
         x = np.ascontiguousarray(np.asarray(x), dtype=dtype)
-        rows = [np.asarray(run(**{name: x[i:i + 1]})[OUTPUT], dtype=np.float32) for i in range(len(x))]
+        rows = [np.asarray(_output(run(**{name: x[i:i + 1]})), dtype=np.float32) for i in range(len(x))]
         return np.concatenate(rows)
     return call
+
+
+def _output(out: dict):
+    """The signature's one output: ``embedding`` (an encoder) or ``logits`` (a classifier)."""
+    if OUTPUT in out:
+        return out[OUTPUT]
+    if len(out) != 1:
+        raise RuntimeError(f"a clipdeploy .tflite signature has one output; got {sorted(out)}")
+    return next(iter(out.values()))
 
 
 def io_spec(interp) -> tuple:

@@ -436,7 +436,7 @@ class CoreMLBackend(Backend):
     def _convert(self, ep, ct, ct_input, precision: str, target):
         return ct.convert(
             ep, inputs=[ct_input],
-            outputs=[ct.TensorType(name="embedding", dtype=np.float32)],
+            outputs=[ct.TensorType(name=getattr(self, "_output", "embedding"), dtype=np.float32)],
             convert_to="mlprogram", minimum_deployment_target=target,
             compute_precision=(ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16),
         )
@@ -466,16 +466,25 @@ class CoreMLBackend(Backend):
             mlmodel.input_description["text"] = (
                 f"int32 [1,{spec.context_length}] token ids ({spec.tokenizer}: start token 49406, "
                 f"end token 49407, zero-padded to {spec.context_length})")
-        mlmodel.output_description["embedding"] = (
-            f"float32 [1,{dim}] L2-normalized embedding; cosine similarity = dot product with the "
-            f"other tower's embedding")
+        classifier = mlmodel.get_spec().description.output[0].name == "logits"
+        if classifier:
+            mlmodel.short_description = (
+                f"{spec.name} zero-shot classifier: RGB image -> logits over fixed labels (image encoder, "
+                f"prompt-ensemble class matrix and logit_scale inside; {label}, iOS{ios}+)")
+            mlmodel.output_description["logits"] = (
+                "float32 [1,N] logit_scale x cosine(image, class); softmax gives the probabilities; the labels "
+                "are the bundle's classifier/labels.json, in order")
+        else:
+            mlmodel.output_description["embedding"] = (
+                f"float32 [1,{dim}] L2-normalized embedding; cosine similarity = dot product with the "
+                f"other tower's embedding")
         mlmodel.author = "clipdeploy"
         mlmodel.license = spec.license
         mlmodel.version = version
         meta = {
             "model_name": spec.name,
             "clipdeploy_version": version,
-            "encoder": encoder,
+            "encoder": "classifier" if classifier else encoder,
             "precision": precision,
             "minimum_deployment_target": f"iOS{ios}",
             "input_type": ("image" if image_type else "multiarray"),
@@ -491,7 +500,7 @@ class CoreMLBackend(Backend):
             "input_range": ("uint8 RGB pixels (scaled by 1/255 inside)" if image_type
                             else "[0,1] RGB" if encoder == "image" else "token ids"),
             "normalization": "inside the network" if spec.mean is not None else "none",
-            "output_normalized": "l2",
+            "output_normalized": "none (logits)" if classifier else "l2",
         }
         meta["preprocessing"] = json.dumps({
             "image_size": R, "resize_size": spec.resize_size, "crop": "center",
@@ -528,8 +537,11 @@ class CoreMLBackend(Backend):
         options = dict(options or {})
         self.check_available(precision)
         ct = _import_coremltools()
-        if encoder not in ("image", "text"):
-            raise ValueError(f"coreml: encoder must be 'image' or 'text', not {encoder!r}")
+        if encoder not in ("image", "text", "classifier"):
+            raise ValueError(f"coreml: encoder must be 'image', 'text' or 'classifier', not {encoder!r}")
+        # a classifier (clipdeploy.export.classifier) is an image model whose output is "logits" [1, N]
+        self._output = "logits" if encoder == "classifier" else "embedding"
+        encoder = "image" if encoder == "classifier" else encoder
         ios = int(options.get("ios", DEFAULT_IOS))
         if ios not in IOS_TARGETS:
             raise ValueError(f"coreml: options['ios'] must be one of {IOS_TARGETS}, not {ios!r}")

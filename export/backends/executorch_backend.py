@@ -566,6 +566,9 @@ class ExecuTorchBackend(Backend):
         from executorch.exir import to_edge_transform_and_lower
 
         options = dict(options or {})
+        # a classifier (clipdeploy.export.classifier) is an image model whose output is "logits"
+        out_name = "logits" if encoder == "classifier" else OUTPUT
+        encoder = "image" if encoder == "classifier" else encoder
         out_path = Path(out_path)
         t0 = time.perf_counter()
         rewrite = options.get("rewrite", True)
@@ -576,6 +579,7 @@ class ExecuTorchBackend(Backend):
         shapes = options.get("shapes")
         ep, example, name = _export(wrapper, example, encoder, shapes)
         inputs, outputs = _io(ep, example, name, shapes)
+        outputs[0]["name"] = out_name
         t_export = time.perf_counter() - t0
         if rewrite:
             ep = xnnpack_friendly(ep)

@@ -88,7 +88,9 @@ def _signature_module(wrapper, encoder: str, l2: bool):
     import torch.nn.functional as F
     from torch import nn
 
-    inner = wrapper.visual if encoder == "image" else wrapper.text
+    classifier = encoder == "classifier"       # clipdeploy.export.classifier.Classifier: image -> logits
+    image_wrapper = wrapper.image if classifier else wrapper
+    inner = image_wrapper.visual if encoder in ("image", "classifier") else wrapper.text
     norm = _L2Normalize.apply if l2 else (lambda x: F.normalize(x, dim=-1))
 
     class ImageSig(nn.Module):
@@ -97,9 +99,11 @@ def _signature_module(wrapper, encoder: str, l2: bool):
             self.w = wrapper
 
         def forward(self, image):
-            w = self.w
+            w = self.w.image if classifier else self.w
             if w.mean is not None:
                 image = (image - w.mean) * w.inv_std
+            if classifier:
+                return {"logits": self.w.head(norm(inner(image)))}
             return {OUTPUT: norm(inner(image))}
 
     class TextSig(nn.Module):
@@ -110,7 +114,7 @@ def _signature_module(wrapper, encoder: str, l2: bool):
         def forward(self, text):
             return {OUTPUT: norm(inner(text))}
 
-    return (ImageSig if encoder == "image" else TextSig)().eval()
+    return (TextSig if encoder == "text" else ImageSig)().eval()
 
 
 def prepare(wrapper, encoder: str, rewrite: bool = True) -> tuple:
@@ -119,7 +123,7 @@ def prepare(wrapper, encoder: str, rewrite: bool = True) -> tuple:
 
     applied = {}
     w = wrapper
-    if rewrite and encoder == "image":
+    if rewrite and encoder in ("image", "classifier"):
         w, n = split_large_depthwise(wrapper)
         applied["banded-depthwise"] = n
     elif rewrite:
@@ -245,13 +249,16 @@ class LiteRTBackend(Backend):
         from clipdeploy.latency.parity import failures, measure
 
         self.check_available(precision)
-        if encoder not in ("image", "text"):
-            raise ValueError(f"encoder must be 'image' or 'text', not {encoder!r}")
+        if encoder not in ("image", "text", "classifier"):
+            raise ValueError(f"encoder must be 'image', 'text' or 'classifier', not {encoder!r}")
         options = dict(options or {})
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         module, rewrites = prepare(wrapper, encoder, bool(options.get("rewrite", True)))
+        # past the signature module a classifier is an image model whose one output is "logits"
+        out_name = "logits" if encoder == "classifier" else OUTPUT
+        encoder = "image" if encoder == "classifier" else encoder
         fp32 = convert(module, encoder, example)
         t_convert = time.perf_counter() - t0
         extra = {}
@@ -362,10 +369,10 @@ class LiteRTBackend(Backend):
         interp = interpreter(tmp)
         ins, outs = io_spec(interp)
         want_in = IMAGE_INPUT if encoder == "image" else TEXT_INPUT
-        if [i["name"] for i in ins] != [want_in] or [o["name"] for o in outs] != [OUTPUT]:
+        if [i["name"] for i in ins] != [want_in] or [o["name"] for o in outs] != [out_name]:
             tmp.unlink()
             raise RuntimeError(f"the converted {encoder} encoder has inputs {ins} / outputs {outs}; expected "
-                               f"one {want_in!r} and one {OUTPUT!r}")
+                               f"one {want_in!r} and one {out_name!r}")
         delegation = delegation_figures(interp)
         del interp
         os.replace(tmp, out_path)

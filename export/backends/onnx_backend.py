@@ -379,8 +379,11 @@ class OnnxBackend(Backend):
         import torch
 
         self.check_available(precision)
-        if encoder not in ("image", "text"):
-            raise ValueError(f"encoder must be 'image' or 'text', not {encoder!r}")
+        if encoder not in ("image", "text", "classifier"):
+            raise ValueError(f"encoder must be 'image', 'text' or 'classifier', not {encoder!r}")
+        # a classifier (clipdeploy.export.classifier) takes the image input and writes "logits"
+        out_name = "logits" if encoder == "classifier" else OUTPUT
+        encoder = "image" if encoder == "classifier" else encoder
         options = dict(options or {})
         opset = int(options.get("opset", DEFAULT_OPSET))
         if opset < 18:
@@ -416,7 +419,7 @@ class OnnxBackend(Backend):
             raise RuntimeError(f"exported graph has {len(g.inputs)} inputs / {len(g.outputs)} outputs; "
                                f"expected 1 / 1")
         _rename_value(g, g.inputs[0], in_name)
-        _rename_value(g, g.outputs[0], OUTPUT)
+        _rename_value(g, g.outputs[0], out_name)
         argmax_fixed = _bypass_int64_argmax_casts(g)
         _name_batch_dim(g.inputs[0])
         _name_batch_dim(g.outputs[0])
