@@ -117,6 +117,7 @@ class Bundle:
             raise BundleError(f"cannot read {mpath}: {e}; the bundle is incomplete or damaged: copy it "
                               f"again or re-export it") from None
         check_manifest(self.manifest, str(mpath))
+        self._check_classifier(str(mpath))
         try:
             self.integrity = integrity.Verifier(self.path, self.manifest["integrity"])
             for rel in self.named_paths():
@@ -137,7 +138,64 @@ class Bundle:
         if "captions" in pr:
             out.append(pr["captions"])
         out += [m["tokenizer"][k] for k in ("config", "vocab", "merges", "bpe") if k in m["tokenizer"]]
+        c = m.get("classifier")
+        if c:
+            out += [c["class_embeddings"]] + ([c["labels_file"]] if "labels_file" in c else [])
         return list(dict.fromkeys(out))
+
+    # ------------------------------------------------------------------ classifier
+    def _check_classifier(self, where: str) -> None:
+        c = self.manifest.get("classifier")
+        has_art = any(a["encoder"] == "classifier" for a in self.manifest["artifacts"])
+        if has_art and not c:
+            raise BundleError(f"{where}: a classifier artifact but no 'classifier' entry (labels, class "
+                              f"embeddings); re-export the bundle with clip-export --classifier")
+        if c and len(set(c["labels"])) != len(c["labels"]):
+            raise BundleError(f"{where}: classifier labels repeat; re-export the bundle")
+
+    def classifier(self) -> Optional[dict]:
+        """``{"labels", "templates", "logit_scale", "class_embeddings" float32 [N, D]}`` from the verified
+        files (None: the bundle has no classifier); the matrix must have one row per label, the embedding
+        width and finite, unit rows; labels.json, where listed, must hold the manifest's labels."""
+        c = self.manifest.get("classifier")
+        if not c:
+            return None
+        where = f"{self.path}: classifier"
+        classes = self._npy(c["class_embeddings"])
+        n, d = len(c["labels"]), self.manifest.get("embedding_dim", c.get("embedding_dim"))
+        if classes.dtype != np.float32 or classes.ndim != 2 or classes.shape[0] != n or (d and classes.shape[1] != d):
+            raise BundleError(f"{where} embeddings are {classes.dtype} {list(classes.shape)}, expected float32 "
+                              f"[{n}, {d}] (one row per label); re-export the bundle")
+        norms = np.linalg.norm(classes.astype(np.float64), axis=1)
+        if not np.isfinite(classes).all() or np.abs(norms - 1).max() > 1e-3:
+            raise BundleError(f"{where} embeddings are not finite unit rows; re-export the bundle")
+        if "labels_file" in c:
+            self.verify_files([c["labels_file"]])
+            try:
+                listed = strict_json(integrity.resolve_inside(self.path, c["labels_file"]).read_bytes())
+            except (OSError, ValueError) as e:
+                raise BundleError(f"{where} labels file {c['labels_file']}: {e}; re-export the bundle") from None
+            if listed != c["labels"]:
+                raise BundleError(f"{where} labels file {c['labels_file']} does not hold the manifest's labels; "
+                                  f"re-export the bundle")
+        return {"labels": list(c["labels"]), "templates": list(c["templates"]),
+                "logit_scale": float(c["logit_scale"]), "class_embeddings": classes}
+
+    def reference_for(self, encoder: str, probe: dict) -> tuple:
+        """``(inputs, reference, other)`` the parity of an ``encoder`` artifact is measured with: the probe
+        rows, their PyTorch reference, and the other tower's reference for zero-shot agreement. A
+        classifier's reference is ``logit_scale x`` the probe image embeddings ``@ class_embeddings.T`` and its
+        "other tower" the identity, so zero-shot agreement is the logits' top-1 agreement."""
+        if encoder == "image":
+            return probe["image"], probe["ref_image"], probe["ref_text"]
+        if encoder == "text":
+            return probe["text"], probe["ref_text"], probe["ref_image"]
+        c = self.classifier()
+        if c is None:
+            raise BundleError(f"{self.path}: a classifier artifact but no classifier entry; re-export the bundle")
+        ref = (c["logit_scale"] * probe["ref_image"].astype(np.float64)
+               @ c["class_embeddings"].astype(np.float64).T).astype(np.float32)
+        return probe["image"], ref, np.eye(len(c["labels"]), dtype=np.float32)
 
     # ------------------------------------------------------------------ integrity
     def verify_artifact(self, art: "Artifact") -> Path:
@@ -186,10 +244,12 @@ class Bundle:
         return None
 
     def encoders(self) -> list:
+        """The towers the bundle's artifacts encode (what a PyTorch reference runs): image, text."""
         seen = []
         for a in self.manifest["artifacts"]:
-            if a["encoder"] not in seen:
-                seen.append(a["encoder"])
+            e = "image" if a["encoder"] == "classifier" else a["encoder"]
+            if e not in seen:
+                seen.append(e)
         return seen or ["image", "text"]
 
     # ------------------------------------------------------------------ probe

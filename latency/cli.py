@@ -52,7 +52,7 @@ def _parser():
                         "default, what an app's session does)")
     r.add_argument("--timeout", type=float, default=600.0,
                    help="seconds per artifact x runtime worker (default 600)")
-    r.add_argument("--encoder", action="append", choices=["image", "text"], help="only these encoders")
+    r.add_argument("--encoder", action="append", choices=["image", "text", "classifier"], help="only these encoders (classifier: the zero-shot classifier artifacts)")
     r.add_argument("--target", action="append",
                    help="only artifacts of these targets (onnx, executorch, coreml, pytorch) or paths")
     r.add_argument("--checkpoint", help="weights for the torch reference when the bundle's recorded "
@@ -122,7 +122,7 @@ def _parser():
 
     v = sub.add_parser("verify", help="Core ML artifacts through the Core ML reference interpreter (any OS)")
     v.add_argument("bundle")
-    v.add_argument("--encoder", action="append", choices=["image", "text"], help="only these encoders")
+    v.add_argument("--encoder", action="append", choices=["image", "text", "classifier"], help="only these encoders (classifier: the zero-shot classifier artifacts)")
     v.add_argument("--pessimistic", action="store_true",
                    help="fp16 programs: also round inside ops (fp16 accumulators)")
     v.add_argument("--json", metavar="OUT", help="write the figures as JSON here")

@@ -429,7 +429,9 @@ def run_bundle(bundle_path, runtimes="all", threads: Optional[int] = None, warmu
         prog.note(f"skip  {art.id} @ {rt_name}: {why}")
 
     # FLOPs of each encoder (the same function on every runtime), from the torch reference
-    want = {r["encoder"] for r in records if r["status"] == "ok"} - set(torch_flops)
+    # a classifier is the image tower plus its class matrix: 2 x N x D more multiply-adds
+    tower = {"classifier": "image"}
+    want = {tower.get(r["encoder"], r["encoder"]) for r in records if r["status"] == "ok"} - set(torch_flops)
     if flops and want and RUNTIMES["torch"].available() is None:
         job = {"kind": "flops", "bundle": str(bundle.path.resolve()), "encoders": sorted(want),
                "threads": threads, "options": options}
@@ -442,6 +444,9 @@ def run_bundle(bundle_path, runtimes="all", threads: Optional[int] = None, warmu
     for r in records:
         if r["status"] == "ok":
             r["flops"] = r.get("flops") or torch_flops.get(r["encoder"])
+            if r["encoder"] == "classifier" and not r["flops"] and torch_flops.get("image"):
+                c = bundle.manifest["classifier"]
+                r["flops"] = torch_flops["image"] + 2 * len(c["labels"]) * int(c.get("embedding_dim") or 0)
             r["flops_source"] = "torch.utils.flop_counter on the reparameterized eager module (batch 1)" \
                 if r["flops"] else None
             rep.fill_throughput(r, peak_gflops_per_core, threads)

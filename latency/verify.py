@@ -70,8 +70,7 @@ def verify_bundle(path, encoders: Optional[list] = None, pessimistic: bool = Fal
     with tempfile.TemporaryDirectory(prefix="clip-verify-") as d:
         for art in arts:
             which, prec = art["encoder"], art["precision"]
-            x, ref, other = ((probe["image"], probe["ref_image"], probe["ref_text"]) if which == "image"
-                             else (probe["text"], probe["ref_text"], probe["ref_image"]))
+            x, ref, other = bundle.reference_for(which, probe)
             base = {"target": art["target"], "precision": prec, "encoder": which}
             try:
                 programs = _programs(bundle, art, Path(d))

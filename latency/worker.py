@@ -87,9 +87,7 @@ def measure(job: dict, res: dict) -> dict:
     art = Artifact(**job["artifact"])
     bundle.verify_artifact(art)            # the parent checked it; the digest cache answers unless it changed
     probe = bundle.probe()
-    inputs = probe[art.encoder]
-    ref = probe["ref_image"] if art.encoder == "image" else probe["ref_text"]
-    other = probe["ref_text"] if art.encoder == "image" else probe["ref_image"]
+    inputs, ref, other = bundle.reference_for(art.encoder, probe)
     x = np.ascontiguousarray(inputs[:1])
     work = float(job.get("work_factor", 1))
 
@@ -193,6 +191,11 @@ def measure(job: dict, res: dict) -> dict:
     phase("parity")
     got = rt.embed(h, inputs)
     res["parity"] = _clean(parity_measure(ref, got, other))
+    if art.encoder == "classifier":     # logits: zero-shot agreement above is their top-1 agreement
+        from .parity import ZERO_SHOT_TIE
+        scale = bundle.classifier()["logit_scale"]
+        res["parity"].update(top1_agreement=res["parity"]["zero_shot_agreement"],
+                             max_abs_cosine_units=res["parity"]["max_abs"] / scale, tie=ZERO_SHOT_TIE)
 
     if rt.name == "torch" and job.get("count_flops", True):
         phase("flops")
