@@ -25,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipdeploy.latency.parity import VALIDATION_AGREEMENT, ZERO_SHOT_TIE
+# the logits gate: one definition with the harness and `clip-latency verify`
+from clipdeploy.latency.parity import (CLASSIFIER_THRESHOLDS, CLASSIFIER_VALIDATION_THRESHOLDS,  # noqa: F401
+                                       logit_failures, measure_logits, softmax)
 from clipdeploy.models.errors import ClipDeployError
 
 #: the CLIP paper's CIFAR-10 prompt ensemble (openai/CLIP, data/prompts.md)
@@ -46,22 +48,6 @@ MAX_TEMPLATES = 1_000
 CLASS_EMBEDDINGS = "classifier/class_embeddings.npy"
 LABELS_FILE = "classifier/labels.json"
 OUTPUT = "logits"
-
-#: the logits gate. Logits are ``logit_scale x cosine``, so the max-abs bars are in cosine units and scale
-#: with the model's logit_scale (x100 for the released models): fp32 2e-5 (the image embedding's 1e-5 max abs
-#: over a 512-d dot product is at most 2.3e-4, in practice ~1e-6), fp16 1e-2 (an embedding at the fp16 bars,
-#: cosine >= 0.99995, is at most 0.01 away from the reference in L2, hence at most 0.01 from any unit class
-#: vector's dot product). Top-1 agreement is the image's predicted class: 100 % for the float precisions,
-#: >= 99 % for int8 on the probe images; on the validation images >= 95 % (VALIDATION_AGREEMENT). A top-1 that
-#: differs only where the reference's two logits are within ZERO_SHOT_TIE x logit_scale is a tie, not a miss.
-CLASSIFIER_THRESHOLDS = {
-    "fp32": {"max_abs_cosine_units": 2e-5, "top1_agreement": 1.0},
-    "fp16": {"max_abs_cosine_units": 1e-2, "top1_agreement": 1.0},
-    "int8": {"max_abs_cosine_units": None, "top1_agreement": 0.99},
-}
-CLASSIFIER_VALIDATION_THRESHOLDS = {p: {**t, "top1_agreement": VALIDATION_AGREEMENT}
-                                    for p, t in CLASSIFIER_THRESHOLDS.items()}
-
 
 class ClassifierInputError(ClipDeployError):
     """A label or template file that cannot make a classifier."""
@@ -206,49 +192,6 @@ class Classifier(nn.Module):
         return self.head(self.image(image))
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = np.exp(z - z.max(-1, keepdims=True))
-    return z / z.sum(-1, keepdims=True)
-
-
-def measure_logits(reference: np.ndarray, got: np.ndarray, logit_scale: float) -> dict:
-    """Figures of classifier logits [M, N] against the reference: max abs (logits and probabilities), the
-    max abs in cosine units (/ logit_scale) and the top-1 agreement (ties within ZERO_SHOT_TIE cosine)."""
-    reference, got = np.asarray(reference, np.float64), np.asarray(got, np.float64)
-    if reference.shape != got.shape:
-        raise ValueError(f"classifier output shape {got.shape} != reference {reference.shape}")
-    if not np.isfinite(got).all():
-        return {"max_abs": float("inf"), "max_abs_cosine_units": float("inf"), "max_abs_probs": float("inf"),
-                "top1_agreement": 0.0, "n": int(len(got)), "classes": int(got.shape[1]), "finite": False}
-    rows = np.arange(len(got))
-    top_ref, top_got = reference.argmax(-1), got.argmax(-1)
-    tie = reference[rows, top_ref] - reference[rows, top_got] <= ZERO_SHOT_TIE * logit_scale
-    err = float(np.abs(reference - got).max())
-    return {"max_abs": err, "max_abs_cosine_units": err / logit_scale,
-            "max_abs_probs": float(np.abs(softmax(reference) - softmax(got)).max()),
-            "top1_agreement": float(np.mean((top_ref == top_got) | tie)),
-            "top1_exact": float(np.mean(top_ref == top_got)), "n": int(len(got)),
-            # how many labels the reference predicts over these images (1 would make agreement vacuous)
-            "reference_top1_labels": int(len(set(top_ref.tolist()))),
-            "classes": int(got.shape[1]), "finite": True}
-
-
-def logit_failures(fig: dict, precision: str, thresholds: dict = None) -> list:
-    t = (thresholds or CLASSIFIER_THRESHOLDS)[precision]
-    out = []
-    if not fig.get("finite", True):
-        out.append("non-finite logits")
-    bar = t["max_abs_cosine_units"]
-    if bar is not None and not fig["max_abs_cosine_units"] <= bar:
-        out.append(f"logits max abs {fig['max_abs']:.3g} ({fig['max_abs_cosine_units']:.3g} x logit_scale) > "
-                   f"{bar:g} x logit_scale")
-    if fig["top1_agreement"] < t["top1_agreement"]:
-        out.append(f"top-1 agreement {fig['top1_agreement']:.1%} < {t['top1_agreement']:.0%} "
-                   f"({round((1 - fig['top1_agreement']) * fig['n'])} of {fig['n']} images)")
-    return out
-
-
 def manifest_block(labels: list, temps: list, source: str, logit_scale: float, dim: int) -> dict:
     """The manifest's ``classifier`` entry (the export and the golden bundle write the same keys)."""
     return {"labels": list(labels), "templates": list(temps), "template_source": source,
@@ -256,3 +199,41 @@ def manifest_block(labels: list, temps: list, source: str, logit_scale: float, d
             "class_embeddings": CLASS_EMBEDDINGS, "labels_file": LABELS_FILE,
             "logits": "logit_scale * image_embedding @ class_embeddings.T (rows in label order); "
                       "probs = softmax(logits)"}
+
+
+def compose_onnx(image_model: Path, out_path: Path, classes: np.ndarray, logit_scale: float) -> dict:
+    """The ONNX classifier as the gated image artifact's own graph with the head appended: one MatMul by the
+    constant ``(logit_scale x C).T`` [D, N], output ``logits`` [batch, N]. Whatever the image artifact is
+    (fp32, fp16 with float32 I/O, int8 with its chosen quantized nodes), the classifier computes exactly
+    that, then the head in float32. Written to a temporary name, checked, renamed. Returns the record."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(image_model))
+    g = model.graph
+    if len(g.output) != 1 or len(g.input) != 1 or g.output[0].name != "embedding":
+        raise RuntimeError(f"{image_model}: expected one input and one 'embedding' output to compose a classifier")
+    emb = g.output[0]
+    batch = emb.type.tensor_type.shape.dim[0]
+    w = np.ascontiguousarray((np.float64(logit_scale) * classes.astype(np.float64)).T.astype(np.float32))
+    g.initializer.append(numpy_helper.from_array(w, "classifier_weight"))
+    g.node.append(helper.make_node("MatMul", ["embedding", "classifier_weight"], ["logits"],
+                                   name="classifier_head"))
+    del g.output[:]
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, int(w.shape[1])])
+    if batch.dim_param:
+        out.type.tensor_type.shape.dim[0].dim_param = batch.dim_param
+    elif batch.dim_value:
+        out.type.tensor_type.shape.dim[0].dim_value = batch.dim_value
+    g.output.append(out)
+    g.value_info.append(helper.make_tensor_value_info("embedding", TensorProto.FLOAT,
+                                                      [d.dim_param or d.dim_value or None
+                                                       for d in emb.type.tensor_type.shape.dim]))
+    model.doc_string = (model.doc_string or "") + f" + zero-shot head ({w.shape[1]} classes)"
+    tmp = out_path.with_name(out_path.name + ".partial")
+    onnx.save(model, str(tmp))
+    onnx.checker.check_model(str(tmp))
+    tmp.replace(out_path)
+    return {"composed_from": image_model.name, "head": f"MatMul by (logit_scale x class matrix).T, float32 "
+                                                       f"[{w.shape[0]}, {w.shape[1]}]",
+            "size_bytes": out_path.stat().st_size}

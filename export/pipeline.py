@@ -404,8 +404,11 @@ def export_bundle(model: str, targets: list, precision: Optional[str] = None, ch
                     "inputs": result.inputs, "outputs": result.outputs, "shapes": shp, "parity": parity,
                     "size_bytes": size, "export_seconds": round(t_export, 2), "info": result.info})
             if cls is not None:
+                image_art = next(a for a in manifest["artifacts"] if (a["target"], a["precision"], a["encoder"])
+                                 == (target, prec, "image"))
                 manifest["artifacts"].append(_classifier_artifact(b, target, prec, sub, tmp, spec, cls, cal,
-                                                                  ios, backend_options, accept_degraded, log))
+                                                                  ios, backend_options, accept_degraded, log,
+                                                                  image_art))
         encoders = [a for a in manifest["artifacts"] if a["encoder"] != "classifier"]
         manifest["precision_tradeoffs"] = _tradeoffs(encoders, tmp, images_np[:1], ids_np[:1], log)
         if cls is not None:
@@ -588,7 +591,7 @@ def _classifier_gate(b, result, prec: str, cls: dict, what: str) -> dict:
 
 
 def _classifier_artifact(b, target: str, prec: str, sub: str, tmp: Path, spec, cls: dict, cal, ios: int,
-                         backend_options, accept_degraded: bool, log) -> dict:
+                         backend_options, accept_degraded: bool, log, image_artifact: Optional[dict] = None) -> dict:
     from clipdeploy.models import shapes as S
     name = "classifier"
     t = _stage(log, f"[{sub}] export {name} ({len(cls['labels'])} labels)")
@@ -596,10 +599,26 @@ def _classifier_artifact(b, target: str, prec: str, sub: str, tmp: Path, spec, c
     n = len(cls["labels"])
     shp = {"batch": S.fixed(1, "classifier artifacts are exported and gated at batch 1")}
     calibration = cal["images"] if cal is not None else cls["images"][:cls["n_probe"]]
-    result = b.export(cls["module"], example_input(spec, "image"), "classifier", prec, path, spec,
-                      {**(backend_options or {}), "ios": ios, "calibration": calibration,
-                       # quantization tuning: "zero-shot" against the identity = top-1 of the logits
-                       "other_tower": np.eye(n, dtype=np.float32), "shapes": shp})
+    image = image_artifact
+    if target == "onnx" and image is not None and image["path"].endswith(".onnx") and \
+            not (tmp / (image["path"] + ".data")).exists():
+        # ONNX: the gated image graph itself with the head appended (the same quantized nodes at int8)
+        from . import classifier as C
+        from .backends.base import ExportResult
+        info = C.compose_onnx(tmp / image["path"], path, cls["classes"], cls["scale"])
+        import onnx
+        hdr = onnx.load(str(path), load_external_data=False)
+        dims = lambda vi: [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]  # noqa: E731
+        result = ExportResult(path=path, files=[path.name],
+                              inputs=[{"name": "image", "shape": dims(hdr.graph.input[0]), "dtype": "float32"}],
+                              outputs=[{"name": "logits", "shape": dims(hdr.graph.output[0]), "dtype": "float32"}],
+                              info={**info, "image_encoder_info": {k: v for k, v in (image.get("info") or {}).items()
+                                                                   if k in ("int8", "fp16", "opset")}})
+    else:
+        result = b.export(cls["module"], example_input(spec, "image"), "classifier", prec, path, spec,
+                          {**(backend_options or {}), "ios": ios, "calibration": calibration,
+                           # quantization tuning: "zero-shot" against the identity = top-1 of the logits
+                           "other_tower": np.eye(n, dtype=np.float32), "shapes": shp})
     t_export = time.perf_counter() - t
     t = time.perf_counter()
     what = f"{sub}/{result.path.name}"

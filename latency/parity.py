@@ -144,3 +144,65 @@ def check(figures: dict, precision: str, what: str = "artifact", thresholds: dic
     if missed:
         raise ParityError(what, figures, missed)
     return {**figures, "thresholds": (thresholds or THRESHOLDS)[precision], "passed": True}
+
+
+# ---------------------------------------------------------------------------------------------------
+# zero-shot classifier artifacts (clipdeploy.export.classifier): their logits
+
+#: the logits gate. Logits are ``logit_scale x cosine``, so the max-abs bars are in cosine units and scale
+#: with the model's logit_scale (x100 for the released models): fp32 2e-5 (the image embedding's 1e-5 max abs
+#: over a 512-d dot product is at most 2.3e-4, in practice ~1e-6), fp16 1e-2 (an embedding at the fp16 bars,
+#: cosine >= 0.99995, is at most 0.01 away from the reference in L2, hence at most 0.01 from any unit class
+#: vector's dot product). Top-1 agreement is the image's predicted class: 100 % for the float precisions,
+#: >= 99 % for int8 on the probe images; on the validation images >= 95 % (VALIDATION_AGREEMENT). A top-1 that
+#: differs only where the reference's two logits are within ZERO_SHOT_TIE x logit_scale is a tie, not a miss.
+CLASSIFIER_THRESHOLDS = {
+    "fp32": {"max_abs_cosine_units": 2e-5, "top1_agreement": 1.0},
+    "fp16": {"max_abs_cosine_units": 1e-2, "top1_agreement": 1.0},
+    "int8": {"max_abs_cosine_units": None, "top1_agreement": 0.99},
+}
+CLASSIFIER_VALIDATION_THRESHOLDS = {p: {**t, "top1_agreement": VALIDATION_AGREEMENT}
+                                    for p, t in CLASSIFIER_THRESHOLDS.items()}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
+def measure_logits(reference: np.ndarray, got: np.ndarray, logit_scale: float) -> dict:
+    """Figures of classifier logits [M, N] against the reference: max abs (logits and probabilities), the
+    max abs in cosine units (/ logit_scale) and the top-1 agreement (ties within ZERO_SHOT_TIE cosine)."""
+    reference, got = np.asarray(reference, np.float64), np.asarray(got, np.float64)
+    if reference.shape != got.shape:
+        raise ValueError(f"classifier output shape {got.shape} != reference {reference.shape}")
+    if not np.isfinite(got).all():
+        return {"max_abs": float("inf"), "max_abs_cosine_units": float("inf"), "max_abs_probs": float("inf"),
+                "top1_agreement": 0.0, "n": int(len(got)), "classes": int(got.shape[1]), "finite": False}
+    rows = np.arange(len(got))
+    top_ref, top_got = reference.argmax(-1), got.argmax(-1)
+    tie = reference[rows, top_ref] - reference[rows, top_got] <= ZERO_SHOT_TIE * logit_scale
+    err = float(np.abs(reference - got).max())
+    return {"max_abs": err, "max_abs_cosine_units": err / logit_scale,
+            "max_abs_probs": float(np.abs(softmax(reference) - softmax(got)).max()),
+            "top1_agreement": float(np.mean((top_ref == top_got) | tie)),
+            "top1_exact": float(np.mean(top_ref == top_got)), "n": int(len(got)),
+            # how many labels the reference predicts over these images (1 would make agreement vacuous)
+            "reference_top1_labels": int(len(set(top_ref.tolist()))),
+            "classes": int(got.shape[1]), "finite": True}
+
+
+def logit_failures(fig: dict, precision: str, thresholds: dict = None) -> list:
+    t = (thresholds or CLASSIFIER_THRESHOLDS)[precision]
+    out = []
+    if not fig.get("finite", True):
+        out.append("non-finite logits")
+    bar = t["max_abs_cosine_units"]
+    if bar is not None and not fig["max_abs_cosine_units"] <= bar:
+        out.append(f"logits max abs {fig['max_abs']:.3g} ({fig['max_abs_cosine_units']:.3g} x logit_scale) > "
+                   f"{bar:g} x logit_scale")
+    if fig["top1_agreement"] < t["top1_agreement"]:
+        out.append(f"top-1 agreement {fig['top1_agreement']:.1%} < {t['top1_agreement']:.0%} "
+                   f"({round((1 - fig['top1_agreement']) * fig['n'])} of {fig['n']} images)")
+    return out

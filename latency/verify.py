@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .bundle import Bundle
-from .parity import THRESHOLDS, failures, measure
+from .parity import CLASSIFIER_THRESHOLDS, THRESHOLDS, failures, logit_failures, measure, measure_logits
 
 WHAT_IT_CHECKS = ("checks the ML Program the converter wrote (fp16 emulated op by op) with clipdeploy's "
                   "reference interpreter, not Apple's Core ML kernels")
@@ -92,6 +92,12 @@ def verify_bundle(path, encoders: Optional[list] = None, pessimistic: bool = Fal
                     continue
                 fig = measure(ref, got, other)
                 missed = failures(fig, prec)
+                bars = THRESHOLDS[prec]
+                if which == "classifier":         # logits: the classifier bars (top-1, logit_scale units)
+                    lfig = measure_logits(ref, got, bundle.classifier()["logit_scale"])
+                    missed = logit_failures(lfig, prec) if fig.get("finite", True) else ["non-finite outputs"]
+                    fig.update({k: lfig[k] for k in ("max_abs_cosine_units", "top1_agreement", "top1_exact")})
+                    bars = CLASSIFIER_THRESHOLDS[prec]
                 origin = info["first_nonfinite"]
                 if origin:
                     missed = [m + (f" (first non-finite value at op {origin['name']!r} ({origin['type']}))"
@@ -101,7 +107,7 @@ def verify_bundle(path, encoders: Optional[list] = None, pessimistic: bool = Fal
                 rec.update({k: info[k] for k in ("opset", "program_precision", "ops", "seconds_per_run",
                                                   "first_nonfinite", "overflow_warnings")})
                 rec.update({
-                    "thresholds": THRESHOLDS[prec], "failures": missed, "passed": not missed,
+                    "thresholds": bars, "failures": missed, "passed": not missed,
                     "export_parity": ({k: exp.get(k) for k in ("checked", "max_abs", "cosine_min",
                                                                  "zero_shot_agreement")}
                                       if "max_abs" in exp and scale == 1.0 else None)})

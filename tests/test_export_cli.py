@@ -14,11 +14,18 @@ from clipdeploy.export.parity import ParityError
 from clipdeploy.export.pipeline import export_bundle
 
 
+S0_LABELS = ["dog", "cat", "sports car", "crème brûlée", "airplane"]
+
+
 @pytest.fixture(scope="module")
 def s0_bundle(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundles") / "mobileclip_s0"
+    """``clip-export --model mobileclip_s0 --target all --classifier labels.txt`` (the default templates: the
+    CLIP paper's 80): every encoder and every classifier artifact through its gate."""
+    d = tmp_path_factory.mktemp("bundles")
+    out = d / "mobileclip_s0"
+    (d / "labels.txt").write_text("\n".join(S0_LABELS) + "\n", encoding="utf-8")
     rc = main(["--model", "mobileclip_s0", "--target", "all", "--random-weights", "0",
-               "--out", str(out)])
+               "--out", str(out), "--classifier", str(d / "labels.txt")])
     assert rc == 0
     return out
 
@@ -32,8 +39,10 @@ def test_target_all_writes_a_verified_bundle(s0_bundle):
     assert m["versions"]["torch"] == "2.14.1"
     got = {(a["target"], a["precision"], a["encoder"]) for a in m["artifacts"]}
     assert got == {(t, p, e) for t, p in (("coreml", "fp16"), ("onnx", "fp32"), ("executorch", "fp32"),
-                                          ("litert", "fp32")) for e in ("image", "text")}
+                                          ("litert", "fp32")) for e in ("image", "text", "classifier")}
     for a in m["artifacts"]:
+        if a["encoder"] == "classifier":
+            continue                                   # test_s0_classifier_artifacts_pass_their_gates
         assert (s0_bundle / a["path"]).exists()
         assert a["inputs"][0]["name"] == ("image" if a["encoder"] == "image" else "text")
         assert a["outputs"][0]["name"] == "embedding"
@@ -64,6 +73,68 @@ def test_target_all_writes_a_verified_bundle(s0_bundle):
     text = [a for a in m["artifacts"] if a["encoder"] == "text"]
     assert all(a["inputs"][0]["dtype"] == "int32" for a in text)
     assert not list(s0_bundle.parent.glob(".*partial"))
+
+
+def test_s0_classifier_artifacts_pass_their_gates(s0_bundle):
+    """Issue 23: one image -> logits artifact per target, gated on its logits against PyTorch on the probe
+    images (max abs in logit_scale units, top-1) and the validation images; the Core ML one off macOS through
+    the reference interpreter (fp16 emulated), its ImageType variant too."""
+    m = json.loads((s0_bundle / "manifest.json").read_text())
+    c = m["classifier"]
+    assert c["labels"] == S0_LABELS and c["template_source"] == "openai" and len(c["templates"]) == 80
+    assert c["logit_scale"] == m["logit_scale"] and c["class_embeddings"] == "classifier/class_embeddings.npy"
+    classes = np.load(s0_bundle / c["class_embeddings"])
+    assert classes.shape == (5, 512) and np.allclose(np.linalg.norm(classes, axis=1), 1, atol=1e-6)
+    arts = {a["target"]: a for a in m["artifacts"] if a["encoder"] == "classifier"}
+    assert set(arts) == {"coreml", "onnx", "executorch", "litert"}
+    for t, a in arts.items():
+        assert a["inputs"][0]["name"] == "image" and a["outputs"][0]["name"] == "logits", a
+        assert a["outputs"][0]["shape"][-1] == 5 and a["default"] is True and a["classes"] == 5
+        p = a["parity"]
+        assert p["passed"] and p["n"] == 6 and p["top1_agreement"] == 1.0 and p["validation"]["n"] == 32
+        assert p["validation"]["passed"] and p["validation"]["top1_agreement"] >= 0.95
+        assert p["reference_top1_labels"] >= 2               # the probe images are not all one label
+        if t == "coreml" and sys.platform != "darwin":
+            assert p["checked"] == "reference-interpreter" and p["structure"]["opset"]
+            assert p["max_abs_cosine_units"] <= 1e-2 and p["image_type_variant"]["top1_agreement"] == 1.0
+        else:
+            assert p["checked"] == "numeric" and p["max_abs_cosine_units"] <= 2e-5, (t, p)
+        assert f"{a['path']}" in m["integrity"]["files"] or any(f.startswith(a["path"] + "/")
+                                                                for f in m["integrity"]["files"])
+    rows = {r["target"]: r for r in c["comparison"]}
+    for t in ("onnx", "executorch", "litert"):
+        assert rows[t]["top1_agreement"] == 1.0 and rows[t]["classifier_median_ms"] > 0, rows[t]
+    assert "## Zero-shot classifier" in (s0_bundle / "README.md").read_text()
+
+
+def test_s0_onnx_classifier_equals_pytorch_from_the_manifest(s0_bundle):
+    """The ONNX classifier's logits = logit_scale x image embedding . class embeddings, with PyTorch computing
+    both from the manifest's own labels and templates (not from the bundle's stored matrix)."""
+    import onnxruntime as ort
+    import torch
+    import torch.nn.functional as F
+
+    from clipdeploy.export.wrappers import encoder
+    from clipdeploy.models import load_model
+    from clipdeploy.reparam import to_inference_form
+    m = json.loads((s0_bundle / "manifest.json").read_text())
+    c = m["classifier"]
+    model = load_model("mobileclip_s0", random_weights=0)
+    module = to_inference_form(model.module).eval()
+    text, image = encoder(module, model.spec, "text"), encoder(module, model.spec, "image")
+    with torch.no_grad():
+        rows = []
+        for lab in c["labels"]:
+            e = F.normalize(text(model.tokenize([t.replace("{}", lab) for t in c["templates"]])).double(), dim=-1)
+            rows.append(F.normalize(e.mean(0), dim=0))
+        classes = torch.stack(rows).numpy()
+        x = np.load(s0_bundle / "probe" / "images.npy")
+        emb = image(torch.from_numpy(x)).double().numpy()
+    want = c["logit_scale"] * emb @ classes.T
+    sess = ort.InferenceSession(str(s0_bundle / "onnx-fp32" / "classifier.onnx"), providers=["CPUExecutionProvider"])
+    got = np.concatenate([sess.run(["logits"], {"image": x[i:i + 1]})[0] for i in range(len(x))])
+    assert np.abs(got - want).max() / c["logit_scale"] < 2e-5
+    assert np.array_equal(got.argmax(-1), want.argmax(-1)) and len(set(want.argmax(-1))) >= 2
 
 
 @pytest.mark.parametrize("target", ["onnx", "executorch"])
@@ -177,14 +248,21 @@ def test_latency_verify_runs_the_interpreter_on_a_bundle(s0_bundle, tmp_path, ca
     out = tmp_path / "verify.json"
     assert latency(["verify", str(s0_bundle), "--json", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "not Apple's Core ML kernels" in printed and "all 3 passed" in printed
+    assert "not Apple's Core ML kernels" in printed and "all 5 passed" in printed
     res = json.loads(out.read_text())
     got = {r["artifact"]: r for r in res["records"]}
     assert set(got) == {"coreml-fp16/image_encoder.mlpackage", "coreml-fp16/image_encoder_imagetype.mlpackage",
-                        "coreml-fp16/text_encoder.mlpackage"}
+                        "coreml-fp16/text_encoder.mlpackage", "coreml-fp16/classifier.mlpackage",
+                        "coreml-fp16/classifier_imagetype.mlpackage"}
     man = {a["path"]: a["parity"] for a in json.loads((s0_bundle / "manifest.json").read_text())["artifacts"]}
     for path, r in got.items():
         assert r["passed"] and r["opset"] == "CoreML7" and r["program_precision"] == "fp16"
+        if "classifier" in path:        # logits against logit_scale x probe image embeddings @ class matrix
+            assert r["encoder"] == "classifier" and r["top1_agreement"] == 1.0
+            assert 0 < r["max_abs_cosine_units"] <= 1e-2 and r["thresholds"]["top1_agreement"] == 1.0
+            exp = man.get(path) or man["coreml-fp16/classifier.mlpackage"]["image_type_variant"]
+            assert r["max_abs"] == pytest.approx(exp["max_abs"], rel=0.05)
+            continue
         assert 1e-5 < r["max_abs"] <= 1.5e-3 and r["cosine_min"] >= 0.99995 and r["zero_shot_agreement"] == 1.0
         exp = man.get(path) or man["coreml-fp16/image_encoder.mlpackage"]["image_type_variant"]
         assert r["max_abs"] == pytest.approx(exp["max_abs"], rel=1e-6)

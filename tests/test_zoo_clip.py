@@ -347,6 +347,11 @@ def test_coreml_fp16_passes_the_bar_the_wrong_activation_fails(tmp_path):
         assert p["passed"] and p["max_abs"] < 1e-3 and p["cosine_min"] > 0.99998, (a["encoder"], p)
 
 
+#: a second layout of an architecture another case exports to all three targets: ONNX only (the layout is
+#: what differs, and it is checked by loading; the three-target export of the same network adds nothing)
+ONNX_ONLY = {("openai_vit_b32", "hf")}
+
+
 def check_export(seeded_model, model, fmt, tmp_path):
     """ONNX + ExecuTorch fp32 and Core ML fp16 of a published checkpoint, each through the parity gate."""
     from clipdeploy.export.pipeline import export_bundle
@@ -354,10 +359,13 @@ def check_export(seeded_model, model, fmt, tmp_path):
     # these exports check architectures and checkpoint formats: the fp16 validation gate runs on a reduced
     # set here (8 images, 16 captions; the full 32 / 64 is held on S0 in test_export_cli / test_quant_*),
     # which keeps the zoo's Core ML reference-interpreter time within the CI budget
-    man = export_bundle(model, ["onnx", "executorch", "coreml"], checkpoint=path, out=tmp_path / "b",
+    plan = (("onnx", "fp32"),) if (model, fmt) in ONNX_ONLY else (("onnx", "fp32"), ("executorch", "fp32"),
+                                                                  ("coreml", "fp16"))
+    man = export_bundle(model, [t for t, _ in plan], checkpoint=path, out=tmp_path / "b",
                         log=lambda *a: None, backend_options={"image_type": False}, validation=(8, 16))
     arts = {(a["target"], a["precision"], a["encoder"]): a for a in man["artifacts"]}
-    for target, prec in (("onnx", "fp32"), ("executorch", "fp32"), ("coreml", "fp16")):
+    assert set(arts) == {(t, p, e) for t, p in plan for e in ("image", "text")}
+    for target, prec in plan:
         for enc in ("image", "text"):
             a = arts[(target, prec, enc)]
             p = a["parity"]
@@ -368,7 +376,7 @@ def check_export(seeded_model, model, fmt, tmp_path):
             if prec == "fp32":
                 assert p["max_abs"] <= 1e-5
             assert (tmp_path / "b" / a["path"]).exists()
-    for enc in ("image", "text"):
+    for enc in ("image", "text") if ("executorch", "fp32") in plan else ():
         d = arts[("executorch", "fp32", enc)]["info"]["delegation"]
         assert not d["compute_ops_outside"], d
     assert man["checkpoint"]["layout"] == ("hf" if fmt.startswith("hf") else fmt)
