@@ -519,10 +519,12 @@ def bundle_golden(dest: Path) -> None:
                            "passed": True},
                 "size_bytes": int((dest / f"reference-fp32/{enc}_encoder.npy").stat().st_size)}
 
-    files = ["reference-fp32/image_encoder.npy", "classifier/class_embeddings.npy"]
+    # its own file, as an exported classifier has: the image encoder's W (the class matrix is the bundle's)
+    np.save(dest / "reference-fp32" / "classifier.npy", w)
+    files = ["reference-fp32/classifier.npy", "classifier/class_embeddings.npy"]
     classifier_art = {
         "target": "reference", "precision": "fp32", "encoder": "classifier",
-        "path": "reference-fp32/image_encoder.npy", "files": files,
+        "path": "reference-fp32/classifier.npy", "files": files,
         "inputs": [{"name": "image", "shape": [1, 3, r, r], "dtype": "float32"}],
         "outputs": [{"name": "logits", "shape": [1, len(labels)], "dtype": "float32"}],
         "shapes": art_shapes["classifier"],
@@ -551,7 +553,8 @@ def bundle_golden(dest: Path) -> None:
                      f"float32 [{d}, {3 * r * r}]; accumulate in float64",
             "text": "embedding = normalize(sum over positions p with ids[p] != 0 of T[ids[p] % V]); "
                     f"T = reference-fp32/text_encoder.npy float32 [{v}, {d}]; accumulate in float64",
-            "classifier": "logits = logit_scale * C @ normalize(W @ flatten(image)); W as the image encoder, "
+            "classifier": "logits = logit_scale * C @ normalize(W @ flatten(image)); W = reference-fp32/classifier.npy "
+                          "(the image encoder's matrix), "
                           f"C = classifier/class_embeddings.npy float32 [{len(labels)}, {d}]; accumulate in float64"},
         "tokenizer": tok, "probe": probe,
         "classifier": classifier_manifest(labels, templates, "file", 100.0, d),

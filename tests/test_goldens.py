@@ -161,7 +161,7 @@ def test_jvm_written_report_validates_and_is_ingested(jvm_classes, tmp_path, cap
     raw = json.loads(report.read_text())
     validate_report(raw)                                                    # the JSON Schema + consistency
     assert raw["source"] == "jvm-core" and raw["bundle"]["model"] == "golden_linear"
-    assert len(raw["records"]) == 2
+    assert sorted(r["encoder"] for r in raw["records"]) == ["classifier", "image", "text"]
     for rec in raw["records"]:
         assert rec["status"] == "ok" and rec["phase_reached"] == "done"
         s = rec["steady"]
@@ -170,22 +170,32 @@ def test_jvm_written_report_validates_and_is_ingested(jvm_classes, tmp_path, cap
         ours = summarize(s["samples_ms"])
         for k, v in ours.items():                                          # the JVM's statistics are ours
             assert s["stats"][k] == pytest.approx(v, rel=1e-12, abs=1e-12), k
-        p = rec["parity"]
-        assert p["max_abs"] <= 1e-6 and p["cosine_min"] > 0.999999 and p["zero_shot_agreement"] == 1.0
-        assert p["n"] == (6 if rec["encoder"] == "image" else 8)
+        _assert_golden_parity(rec)
         assert rec["load"]["cold_s"] > 0 and rec["first_inference_ms"] > 0
     rep = load_report(report)
     assert rep["records"][0]["id"].endswith("@reference")
     into = tmp_path / "reports"
     assert latency_main(["ingest", str(report), "--into", str(into)]) == 0
     out = capsys.readouterr().out
-    assert "accepted" in out and "jvm-core" in out and "2/2 records ok" in out
+    assert "accepted" in out and "jvm-core" in out and "3/3 records ok" in out
     assert len(list((into / "golden_linear").glob("*jvm-core*.json"))) == 1
     # and compare treats it like any report: one process is too little data for the latency gate
     # (exit 3), never a regression
     assert latency_main(["compare", str(report), str(report)]) == 3
     out = capsys.readouterr().out
     assert "insufficient data" in out and "1 process, 1 block" in out and "REGRESSION" not in out
+
+
+def _assert_golden_parity(rec):
+    """The golden bundle's artifacts against its probe reference: the embeddings to 1e-6; the classifier's
+    logits (logit_scale 100) against 100 x the probe image embeddings @ its class matrix, every top-1 agreeing."""
+    p = rec["parity"]
+    if rec["encoder"] == "classifier":
+        assert p["max_abs"] <= 1e-4 and p["zero_shot_agreement"] == 1.0 and p["top1_agreement"] == 1.0, p
+        assert p["n"] == 6
+        return
+    assert p["max_abs"] <= 1e-6 and p["cosine_min"] > 0.999999 and p["zero_shot_agreement"] == 1.0
+    assert p["n"] == (6 if rec["encoder"] == "image" else 8)
 
 
 def _three_processes_merge(run, tmp_path, name):
@@ -261,14 +271,14 @@ def test_swift_written_report_validates_and_is_ingested(swift_tools, tmp_path, c
     r = _swift_report(swift_tools, GOLDENS / "bundle", report, 25, 3)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "cold_load" in r.stderr and "steady 20/25" in r.stderr            # progress lines
-    assert "wrote " in r.stdout and "(2 records)" in r.stdout
+    assert "wrote " in r.stdout and "(3 records)" in r.stdout
     assert not (tmp_path / "swift_report.json.tmp").exists()
     raw = json.loads(report.read_text())
     validate_report(raw)                                                    # the JSON Schema + consistency
     assert raw["source"] == "swift-kit" and raw["bundle"]["model"] == "golden_linear"
     assert raw["host"]["os"] == "Linux" and raw["host"]["cpu_model"] and raw["host"]["memory_total_gb"] > 0
     assert raw["settings"]["threads"] == 1 and raw["settings"]["runs"] == 25
-    assert len(raw["records"]) == 2
+    assert sorted(r["encoder"] for r in raw["records"]) == ["classifier", "image", "text"]
     for rec in raw["records"]:
         assert rec["status"] == "ok" and rec["phase_reached"] == "done"
         s = rec["steady"]
@@ -277,9 +287,7 @@ def test_swift_written_report_validates_and_is_ingested(swift_tools, tmp_path, c
         ours = summarize(s["samples_ms"])
         for k, v in ours.items():                                          # Swift's statistics are ours
             assert s["stats"][k] == pytest.approx(v, rel=1e-12, abs=1e-12), k
-        p = rec["parity"]
-        assert p["max_abs"] <= 1e-6 and p["cosine_min"] > 0.999999 and p["zero_shot_agreement"] == 1.0
-        assert p["n"] == (6 if rec["encoder"] == "image" else 8)
+        _assert_golden_parity(rec)
         assert rec["load"]["cold_s"] > 0 and rec["first_inference_ms"] > 0
         # memory is the process's resident set on Linux, a real figure (not the 0 of an absent probe)
         assert rec["memory"]["source"].startswith("/proc/self/status VmRSS")
@@ -289,7 +297,7 @@ def test_swift_written_report_validates_and_is_ingested(swift_tools, tmp_path, c
     into = tmp_path / "reports"
     assert latency_main(["ingest", str(report), "--into", str(into)]) == 0
     out = capsys.readouterr().out
-    assert "accepted" in out and "swift-kit" in out and "2/2 records ok" in out
+    assert "accepted" in out and "swift-kit" in out and "3/3 records ok" in out
     assert len(list((into / "golden_linear").glob("*swift-kit*.json"))) == 1
     assert latency_main(["compare", str(report), str(report)]) == 3
     out = capsys.readouterr().out

@@ -6,7 +6,9 @@ import SwiftUI
 /// inference runs on `queue` (one serial queue: Core ML models are used from one thread at a time).
 /// Text (zero-shot prompts, search queries) goes through the kit's `TextEncoder`: tokenized to the shortest
 /// length the text artifact's `shapes.length` accepts (Core ML: 8, 16, 32 or 77). Photo indexing goes through
-/// `indexBuilder`: batches the image artifact's `shapes.batch` accepts (Core ML: 1, 4 or 8).
+/// `indexBuilder`: batches the image artifact's `shapes.batch` accepts (Core ML: 1, 4 or 8). A bundle exported with a
+/// zero-shot classifier (issue 23) has its labels, templates and class matrix in `classifier` and, for Core ML, a
+/// classifier artifact (`classify`: image -> `logits` -> softmax over those labels, no text encoder).
 final class Engine {
     let bundle: ModelBundle
     let tokenizer: CLIPTokenizer
@@ -16,7 +18,10 @@ final class Engine {
     let queue = DispatchQueue(label: "org.clipdeploy.inference", qos: .userInitiated)
     private var imageSession: CoreMLEncoder?
     private var textSession: CoreMLEncoder?
+    private var classifierSession: CoreMLEncoder?
     private var text: TextEncoder?
+    /// The bundle's zero-shot classifier (labels, templates, class matrix; verified), or nil.
+    let classifier: ZeroShotClassifier?
 
     /// Checks before anything runs: the tokenizer files and the Core ML encoders the tabs use are verified
     /// against the manifest's sha256 here (the tokenizer by `CLIPTokenizer.fromBundle`, the encoders by
@@ -28,10 +33,18 @@ final class Engine {
         self.spec = try bundle.preprocessSpec()
         self.logitScale = (try? bundle.logitScale()) ?? 100.0
         self.computeUnits = computeUnits
-        for encoder in ["image", "text"] {
+        for encoder in ["image", "text", "classifier"] {
             if let a = Engine.artifact(bundle, encoder: encoder) { try bundle.verifyArtifact(a) }
         }
+        // the class matrix and labels.json through their sha256, checked against the manifest's labels
+        self.classifier = bundle.hasClassifier ? try bundle.classifier() : nil
     }
+
+    /// Whether prompts can be encoded (edited labels, search queries).
+    var hasTextEncoder: Bool { Engine.artifact(bundle, encoder: "text") != nil }
+
+    /// Whether the bundle has a Core ML classifier artifact (and the labels it classifies into).
+    var hasClassifierArtifact: Bool { classifier != nil && Engine.artifact(bundle, encoder: "classifier") != nil }
 
     /// The artifact the demo tabs use for an encoder: the manifest's default Core ML one (an int8 variant only
     /// where it passed and ran faster at export), else fp16, else whatever there is.
@@ -60,6 +73,27 @@ final class Engine {
         let e = try CoreMLEncoder.load(a, computeUnits: computeUnits)
         textSession = e
         return e
+    }
+
+    /// On `queue` only: the Core ML classifier artifact (`image` -> `logits` over `classifier.labels`).
+    func classifierEncoder() throws -> CoreMLEncoder {
+        if let e = classifierSession { return e }
+        guard let a = Engine.artifact(bundle, encoder: "classifier") else {
+            throw CLIPDeployError(.bundle, "\(bundle.model) has no Core ML classifier: export with --target coreml "
+                                  + "--classifier LABELS.txt")
+        }
+        let e = try CoreMLEncoder.load(a, computeUnits: computeUnits)
+        classifierSession = e
+        return e
+    }
+
+    /// On `queue` only: preprocessing, then the classifier artifact; the softmax of its logits, in label order.
+    func classify(image: RGBImage) throws -> [Float] {
+        let logits = try classifierEncoder().encodeImage(preprocess(image), size: spec.imageSize)
+        guard logits.count == classifier?.count else {
+            throw CLIPDeployError(.encoder, "the classifier gave \(logits.count) logits for \(classifier?.count ?? 0) labels")
+        }
+        return ZeroShot.softmax(logits)
     }
 
     /// On `queue` only: the text encoder with the tokenizer in front, at the text artifact's shortest lengths.

@@ -6,6 +6,9 @@ import UIKit
 
 /// Live zero-shot classification: camera frames (32BGRA) -> RGBImage (turned upright) -> Python-exact
 /// preprocessing -> Core ML image encoder -> softmax over the labels' prompt-ensembled text embeddings.
+/// A bundle with a classifier artifact (issue 23) starts with its labels and runs the artifact instead (image ->
+/// logits -> softmax, no text encoder); edited labels go through the text encoder (the bundle's templates when it
+/// has them), and without one the status line says so and the bundle's labels stay.
 /// One inference is in flight at a time; frames that arrive meanwhile are dropped.
 struct CameraView: View {
     let engine: Engine
@@ -42,7 +45,8 @@ struct CameraView: View {
         .onAppear { camera.start(engine: engine) }
         .onDisappear { camera.stop() }
         .sheet(isPresented: $editing, onDismiss: { camera.applyLabels() }) {
-            LabelEditor(labels: $camera.labels, useTemplates: $camera.useTemplates)
+            LabelEditor(labels: $camera.labels, useTemplates: $camera.useTemplates,
+                        bundleTemplates: engine.classifier?.templates.count, canEdit: engine.hasTextEncoder)
         }
     }
 }
@@ -51,6 +55,10 @@ struct CameraView: View {
 struct LabelEditor: View {
     @Binding var labels: [CameraModel.LabelItem]
     @Binding var useTemplates: Bool
+    /// The number of the bundle's own prompt templates (its classifier's), nil when it has none.
+    var bundleTemplates: Int? = nil
+    /// False without a text encoder: only the bundle's classifier labels can be used.
+    var canEdit = true
     @Environment(\.dismiss) private var dismiss
 
     var body: some View {
@@ -72,10 +80,16 @@ struct LabelEditor: View {
                 Section {
                     Toggle("Prompt ensemble", isOn: $useTemplates)
                 } footer: {
-                    Text(useTemplates
-                         ? "Each label is embedded with \(ZeroShot.defaultTemplates.count) templates "
-                           + "(\"a photo of a {}.\", \"a blurry photo of a {}.\", …), averaged."
-                         : "Each label is embedded as \"a photo of a {}.\".")
+                    if !canEdit {
+                        Text("This bundle has no text encoder: only its classifier's labels can be used.")
+                    } else if useTemplates, let n = bundleTemplates {
+                        Text("The bundle's labels run its classifier; edited labels are embedded with its \(n) templates, averaged.")
+                    } else {
+                        Text(useTemplates
+                             ? "Each label is embedded with \(ZeroShot.defaultTemplates.count) templates "
+                               + "(\"a photo of a {}.\", \"a blurry photo of a {}.\", …), averaged."
+                             : "Each label is embedded as \"a photo of a {}.\".")
+                    }
                 }
             }
             .navigationTitle("Labels")
@@ -116,6 +130,8 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
     private var inFlight = false
     private var classes: [[Float]] = []
     private var activeLabels: [String] = []
+    /// True while the bundle's classifier artifact classifies (its labels unedited).
+    private var useArtifact = false
     // videoQueue only
     private var configured = false
 
@@ -123,8 +139,12 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
         lock.lock()
         let changed = self.engine !== engine
         self.engine = engine
+        let idle = classes.isEmpty && !useArtifact
         lock.unlock()
-        if changed || classes.isEmpty { applyLabels() }
+        if changed, engine.hasClassifierArtifact, let c = engine.classifier {
+            labels = c.labels.map { LabelItem(text: $0) }      // the bundle's own labels: its classifier artifact
+        }
+        if changed || idle { applyLabels() }
         AVCaptureDevice.requestAccess(for: .video) { granted in
             guard granted else {
                 DispatchQueue.main.async { self.status = "Camera access is off: allow it in Settings › CLIPDeploy." }
@@ -150,7 +170,20 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
         lock.unlock()
         guard let engine = engine else { return }
         let names = labels.map { $0.text.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
-        let templates = useTemplates ? ZeroShot.defaultTemplates : ["a photo of a {}."]
+        if engine.hasClassifierArtifact, let c = engine.classifier, names == c.labels {
+            lock.lock()
+            useArtifact = true
+            classes = []
+            activeLabels = c.labels
+            lock.unlock()
+            status = "\(c.count) labels of the bundle's classifier"
+            return
+        }
+        guard engine.hasTextEncoder else {
+            status = "This bundle has no text encoder: only its classifier's labels can be used."
+            return
+        }
+        let templates = useTemplates ? (engine.classifier?.templates ?? ZeroShot.defaultTemplates) : ["a photo of a {}."]
         status = "Embedding \(names.count) labels…"
         engine.run({ try engine.classEmbeddings(labels: names, templates: templates) }, then: { result in
             switch result {
@@ -158,6 +191,7 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
                 self.lock.lock()
                 self.classes = c
                 self.activeLabels = names
+                self.useArtifact = false
                 self.lock.unlock()
                 self.status = "\(names.count) labels × \(templates.count) prompts"
             case .failure(let error):
@@ -190,13 +224,14 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
     func captureOutput(_ output: AVCaptureOutput, didOutput sampleBuffer: CMSampleBuffer,
                        from connection: AVCaptureConnection) {
         lock.lock()
-        guard !inFlight, !classes.isEmpty, let engine = engine else {
+        guard !inFlight, useArtifact || !classes.isEmpty, let engine = engine else {
             lock.unlock()
             return
         }
         inFlight = true
         let classes = self.classes
         let names = activeLabels
+        let artifact = useArtifact
         lock.unlock()
         // Copy the pixels now (the buffer goes back to the capture pool); the back camera's frames are
         // landscape: turned 90 degrees clockwise they are upright in portrait.
@@ -206,6 +241,7 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
             return
         }
         engine.run({ () -> [Float] in
+            if artifact { return try engine.classify(image: frame) }      // logits -> softmax, no text encoder
             let e = try engine.embed(image: frame)
             return ZeroShot.probabilities(image: e, classEmbeddings: classes, logitScale: engine.logitScale)
         }, then: { result in

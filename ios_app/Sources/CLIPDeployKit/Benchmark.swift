@@ -4,7 +4,11 @@ import Foundation
 /// `cold_load` (first load in the process) -> `first_inference` (first call, probe input 0) -> the handle is
 /// released -> `warm_load` -> `warmup` untimed calls -> `steady` (timed calls until all of `runs` samples,
 /// `minSeconds` of timed work and `minBlocks` blocks) -> `parity` (every probe input vs the bundle's reference
-/// embeddings) -> `done`. Each artifact gives one report record (`[String: Any]`, the schema's record).
+/// embeddings) -> `done`. Each artifact gives one report record (`[String: Any]`, the schema's record). A
+/// classifier artifact (encoder "classifier") takes the probe images and is held to reference logits: the probe's
+/// reference image embeddings times the bundle's class matrix times its logit_scale (`Parity.measureLogits`, as
+/// clip-latency's worker: the schema's parity keys, zero_shot_agreement being the logits' top-1 agreement, plus
+/// top1_agreement, max_abs_cosine_units and tie).
 ///
 /// Blocks, as in clip-latency's worker: a block closes after a sample once its own timed work is at least
 /// `BenchmarkSettings.blockSeconds` and it holds at least `BenchmarkSettings.blockMinSamples` samples, and
@@ -38,6 +42,9 @@ public enum Benchmark {
         }
         if plan.contains(where: { $0 != nil }) {
             _ = try bundle.probe()
+            if zip(list, plan).contains(where: { $0.0.isClassifier && $0.1 != nil }) {
+                _ = try bundle.classifier()        // the class matrix and labels, verified, before anything runs
+            }
             for (a, rt) in zip(list, plan) where rt != nil { try bundle.verifyArtifact(a) }
         }
         var records: [[String: Any]] = []
@@ -69,9 +76,19 @@ public enum Benchmark {
         }
     }
 
+    /// The artifact's part of a record id (the JVM core's `Benchmark.artifactId`): its path (as clip-latency's),
+    /// except for a classifier artifact whose path another artifact of the bundle has too (the goldens' reference
+    /// classifier reuses the image encoder's matrix), `path#classifier`, so every record of a report has its own id.
+    public static func artifactId(bundle: ModelBundle, artifact a: ModelBundle.Artifact) -> String {
+        if a.isClassifier && bundle.artifacts.contains(where: { !$0.isClassifier && $0.path == a.path }) {
+            return a.path + "#" + a.encoder
+        }
+        return a.path
+    }
+
     static func base(bundle: ModelBundle, artifact a: ModelBundle.Artifact, runtime: String,
                      status: String) -> [String: Any] {
-        return ["id": a.path + "@" + runtime, "model": bundle.model, "artifact": a.path, "target": a.target,
+        return ["id": artifactId(bundle: bundle, artifact: a) + "@" + runtime, "model": bundle.model, "artifact": a.path, "target": a.target,
                 "precision": a.precision, "encoder": a.encoder, "runtime": runtime, "status": status,
                 "reason": NSNull()]
     }
@@ -85,14 +102,14 @@ public enum Benchmark {
 
     private static func run(_ s: EncoderSession, _ a: ModelBundle.Artifact, _ p: ModelBundle.Probe,
                             _ ids: [[Int32]], _ index: Int) throws -> [Float] {
-        if a.isImage { return try s.encodeImage(p.images[index], size: p.imageSize) }
+        if a.takesImage { return try s.encodeImage(p.images[index], size: p.imageSize) }
         return try s.encodeText(ids[index])
     }
 
     /// The probe's [77] id rows as the text artifact takes them (`ArtifactShapes.fitIds`: unchanged when it
     /// accepts 77, as every exported text artifact does); empty for an image artifact.
     private static func textInputs(_ a: ModelBundle.Artifact, _ p: ModelBundle.Probe) throws -> [[Int32]] {
-        if a.isImage { return [] }
+        if a.takesImage { return [] }
         return try p.tokenIds.map { try a.shapes.fitIds($0) }
     }
 
@@ -111,6 +128,7 @@ public enum Benchmark {
             try settings.validate()
             // nothing is configured, loaded or timed before the probe set and the artifact matched their sha256
             let p = try bundle.probe()
+            let classifier = a.isClassifier ? try bundle.classifier() : nil
             try bundle.verifyArtifact(a)
             let ids = try textInputs(a, p)
             r["runtime_versions"] = rt.versions()
@@ -134,7 +152,9 @@ public enum Benchmark {
             t0 = MonotonicClock.nanos()
             let y = try run(session!, a, p, ids, 0)
             let first = MonotonicClock.millis(since: t0)
-            if y.isEmpty { throw CLIPDeployError(.benchmark, "the artifact returned no embedding") }
+            if y.isEmpty {
+                throw CLIPDeployError(.benchmark, "the artifact returned no \(classifier != nil ? "logits" : "embedding")")
+            }
             _ = memory.currentMb()
             session?.close()
             session = nil
@@ -180,11 +200,17 @@ public enum Benchmark {
 
             phase = "parity"
             progress(a.path, phase, 0, 0)
-            let n = a.isImage ? p.images.count : p.tokenIds.count
+            let n = a.takesImage ? p.images.count : p.tokenIds.count
             var got: [[Float]] = []
             for k in 0..<n { got.append(try run(s, a, p, ids, k)) }
-            let fig = try Parity.measure(reference: a.isImage ? p.refImage : p.refText, got: got,
-                                         otherTower: a.isImage ? p.refText : p.refImage)
+            let parity: [String: Any]
+            if let c = classifier {
+                parity = try Parity.measureLogits(refImage: p.refImage, classes: c.classEmbeddings,
+                                                  logitScale: c.logitScale, got: got).toDictionary()
+            } else {
+                parity = try Parity.measure(reference: a.isImage ? p.refImage : p.refText, got: got,
+                                            otherTower: a.isImage ? p.refText : p.refImage).toDictionary()
+            }
 
             r["phase_reached"] = "done"
             r["load"] = ["import_s": NSNull(), "cold_s": cold, "warm_s": warm] as [String: Any]
@@ -195,7 +221,7 @@ public enum Benchmark {
                            "cpu_s": NSNull(), "block_ends": blockEnds] as [String: Any]
             r["memory"] = ["peak_rss_mb": memory.peakMb(), "rss_after_load_mb": afterLoad,
                            "source": memory.source] as [String: Any]
-            r["parity"] = fig.toDictionary()
+            r["parity"] = parity
             r["export_parity"] = Json.orNull(a.parity)
             r["flops"] = NSNull()
             progress(a.path, "done", 0, 0)
@@ -208,7 +234,8 @@ public enum Benchmark {
         return r
     }
 
-    /// Whether a record passed the parity bars of its precision (nil when it has no parity figures).
+    /// Whether a record passed the parity bars of its precision (nil when it has no parity figures); a classifier
+    /// record is held to the logits bars (`Parity.failures(_: LogitFigures, ...)`).
     public static func passes(_ record: [String: Any]) -> Bool? {
         guard let par = record["parity"] as? [String: Any], let precision = record["precision"] as? String,
               (try? Parity.Thresholds.of(precision)) != nil else { return nil }
@@ -218,6 +245,13 @@ public enum Benchmark {
                                  zeroShotAgreement: Json.optionalNumber(par["zero_shot_agreement"]) ?? 0,
                                  n: (Json.optionalNumber(par["n"]).map { Int($0) }) ?? 0,
                                  finite: Json.bool(par["finite"]) ?? false)
+        if record["encoder"] as? String == "classifier" {
+            // the scale back from the two figures the record has (max abs and max abs in cosine units)
+            let units = Json.optionalNumber(par["max_abs_cosine_units"]) ?? .infinity
+            let scale = units > 0 && units.isFinite && fig.maxAbs.isFinite ? fig.maxAbs / units : 1
+            let logits = Parity.LogitFigures(figures: fig, logitScale: scale)
+            return (try? Parity.failures(logits, precision: precision))?.isEmpty
+        }
         return (try? Parity.failures(fig, precision: precision))?.isEmpty
     }
 }

@@ -26,6 +26,10 @@ public final class BundleIntegrity {
     /// `files`' keys, sorted.
     public let paths: [String]
 
+    /// The bundle this record belongs to (weak: the bundle owns its record), so an artifact can reach its
+    /// bundle's classifier (`ModelBundle.Artifact.bundle`).
+    weak var owner: ModelBundle?
+
     static let reexport = "re-export the bundle with clip-export"
     static let recopy = "the bundle was copied while being written or truncated; re-copy it (or re-export it)"
 

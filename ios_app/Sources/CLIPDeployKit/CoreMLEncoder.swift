@@ -104,12 +104,17 @@ public enum ComputeUnits: String, CaseIterable, Identifiable {
 /// [0, 1]) or `text` int32 [1, L]; the ImageType variant (`*_imagetype.mlpackage`) takes `image` as a
 /// CVPixelBuffer R x R, one at a time. The output `embedding` float32 [N, D] is already L2-normalized. N and L are
 /// sizes of the artifact's `shapes` (Core ML: EnumeratedShapes, e.g. batch [1, 4, 8], text length [8, 16, 32, 77]);
-/// `ImageIndexBuilder` and `CLIPTokenizer.tokenize(_:for:)` choose them, this class passes them through.
+/// `ImageIndexBuilder` and `CLIPTokenizer.tokenize(_:for:)` choose them, this class passes them through. A zero-shot
+/// classifier (`encoder` "classifier", issue 23) takes `image` like the image encoder and its output is `logits`
+/// float32 [1, N] over the bundle's classifier labels (not normalized): `encodeImage` returns them.
 public final class CoreMLEncoder: EncoderSession {
     public private(set) var model: MLModel?
     public let encoder: String
     /// True for the ImageType variant.
     public let takesPixels: Bool
+    /// The output read: `embedding`, or `logits` for a classifier.
+    public var outputName: String { encoder == "classifier" ? "logits" : "embedding" }
+    private var takesImage: Bool { encoder == "image" || encoder == "classifier" }
 
     public init(model: MLModel, encoder: String, takesPixels: Bool) {
         self.model = model
@@ -141,7 +146,7 @@ public final class CoreMLEncoder: EncoderSession {
     }
 
     public func encodeImage(_ chw: [Float], size: Int) throws -> [Float] {
-        guard encoder == "image" else { throw CLIPDeployError(.encoder, "a text encoder got an image") }
+        guard takesImage else { throw CLIPDeployError(.encoder, "a text encoder got an image") }
         guard chw.count == 3 * size * size else {
             throw CLIPDeployError(.encoder, "\(chw.count) values are not a [3, \(size), \(size)] image")
         }
@@ -168,7 +173,7 @@ public final class CoreMLEncoder: EncoderSession {
     /// enumerated `shapes.batch` accepts), N embeddings. The ImageType variant (pixel buffers) and N = 1 go
     /// through `encodeImage` row by row.
     public func encodeImages(_ chws: [[Float]], size: Int) throws -> [[Float]] {
-        guard encoder == "image" else { throw CLIPDeployError(.encoder, "a text encoder got an image") }
+        guard takesImage else { throw CLIPDeployError(.encoder, "a text encoder got an image") }
         if takesPixels || chws.count <= 1 { return try chws.map { try encodeImage($0, size: size) } }
         let n = size * size
         for (k, chw) in chws.enumerated() where chw.count != 3 * n {
@@ -197,7 +202,7 @@ public final class CoreMLEncoder: EncoderSession {
     /// The ImageType variant on a pixel buffer of the model's R x R (e.g. `RGBImage.pixelBuffer()` of
     /// `Preprocess.resizeAndCrop`).
     public func encode(pixelBuffer: CVPixelBuffer) throws -> [Float] {
-        guard encoder == "image", takesPixels else {
+        guard takesImage, takesPixels else {
             throw CLIPDeployError(.encoder, "this model takes a tensor, not a pixel buffer: use encodeImage")
         }
         return try predict(["image": MLFeatureValue(pixelBuffer: pixelBuffer)])
@@ -227,8 +232,8 @@ public final class CoreMLEncoder: EncoderSession {
         guard let model = model else { throw CLIPDeployError(.encoder, "the Core ML session is closed") }
         let provider = try MLDictionaryFeatureProvider(dictionary: inputs)
         let out = try model.prediction(from: provider)
-        guard let array = out.featureValue(for: "embedding")?.multiArrayValue else {
-            throw CLIPDeployError(.encoder, "the model has no multi-array output 'embedding'")
+        guard let array = out.featureValue(for: outputName)?.multiArrayValue else {
+            throw CLIPDeployError(.encoder, "the model has no multi-array output '\(outputName)'")
         }
         return array
     }

@@ -121,7 +121,76 @@ struct ManifestSchema {
             throw bad("artifacts", "an array of at most 1000 artifacts", m["artifacts"])
         }
         for (k, a) in arts.enumerated() { try artifact(a, "artifacts[\(k)]") }
+        try classifier(m, arts)
         return m
+    }
+
+    /// Limits of the `classifier` block (latency/manifest.schema.json).
+    static let maxLabels = 100_000
+    static let maxTemplates = 1000
+    static let maxClassifierString = 1000
+
+    /// The `classifier` block (issue 23): required when an artifact's encoder is "classifier"; labels 1..100000
+    /// unique non-empty strings, templates 1..1000 strings, logit_scale a number in 0..1000, class_embeddings a
+    /// path, embedding_dim (if given) the manifest's, and a classifier artifact's declared outputs [1, N] for its
+    /// N labels. The JVM core's `Schema.classifier`, with its phrases.
+    private func classifier(_ m: [String: Any], _ arts: [Any]) throws {
+        let first = arts.indices.first { ((arts[$0] as? [String: Any])?["encoder"] as? String) == "classifier" }
+        guard let c = try obj(m, "classifier", "classifier", required: false) else {
+            if let k = first {
+                throw CLIPDeployError(.invalidManifest, "\(mf): manifest has no 'classifier' (labels, templates, class "
+                                      + "matrix), but artifacts[\(k)] is a classifier; \(fix)")
+            }
+            return
+        }
+        guard present(c, "labels") else { throw missing("classifier.labels") }
+        guard let labels = c["labels"] as? [Any], !labels.isEmpty, labels.count <= ManifestSchema.maxLabels else {
+            throw bad("classifier.labels", "a list of 1 to \(ManifestSchema.maxLabels) labels", c["labels"])
+        }
+        // unique as Python and the JVM compare them: by code points (Swift's == would also equate NFC and NFD forms)
+        var seen = Set<[Unicode.Scalar]>()
+        for (k, l) in labels.enumerated() {
+            guard let s = l as? String, !s.isEmpty, s.unicodeScalars.count <= ManifestSchema.maxClassifierString else {
+                throw bad("classifier.labels[\(k)]", "a string of 1 to \(ManifestSchema.maxClassifierString) characters", l)
+            }
+            guard seen.insert(Array(s.unicodeScalars)).inserted else {
+                throw CLIPDeployError(.invalidManifest, "\(mf): manifest key 'classifier.labels[\(k)]' repeats the label "
+                                      + "\(BundleIntegrity.q(s)): each label once; \(fix)")
+            }
+        }
+        guard present(c, "templates") else { throw missing("classifier.templates") }
+        guard let templates = c["templates"] as? [Any], !templates.isEmpty, templates.count <= ManifestSchema.maxTemplates else {
+            throw bad("classifier.templates", "a list of 1 to \(ManifestSchema.maxTemplates) templates", c["templates"])
+        }
+        for (k, t) in templates.enumerated() {
+            guard let s = t as? String, s.unicodeScalars.count >= 2,
+                  s.unicodeScalars.count <= ManifestSchema.maxClassifierString else {
+                throw bad("classifier.templates[\(k)]", "a string of 2 to \(ManifestSchema.maxClassifierString) characters", t)
+            }
+        }
+        if present(c, "template_source") && !(c["template_source"] is String) {
+            throw bad("classifier.template_source", "a string", c["template_source"])
+        }
+        guard present(c, "logit_scale") else { throw missing("classifier.logit_scale") }
+        guard let scale = Json.number(of: c["logit_scale"])?.doubleValue, scale >= 0, scale <= 1000 else {
+            throw bad("classifier.logit_scale", "a number in 0 .. 1000", c["logit_scale"])
+        }
+        try integer(c, "embedding_dim", "classifier.embedding_dim", 1, 65536)
+        if let d = Json.integer(of: c["embedding_dim"]), let top = Json.integer(of: m["embedding_dim"]), d != top {
+            throw CLIPDeployError(.invalidManifest, "\(mf): manifest key 'classifier.embedding_dim' is \(d), the "
+                                  + "manifest's embedding_dim \(top): the class matrix is not this model's; \(fix)")
+        }
+        try str(c, "class_embeddings", "classifier.class_embeddings", required: true, maxLen: BundleIntegrity.maxPathChars)
+        try str(c, "labels_file", "classifier.labels_file", required: false, maxLen: BundleIntegrity.maxPathChars)
+        for (k, o) in arts.enumerated() {
+            guard let a = o as? [String: Any], a["encoder"] as? String == "classifier" else { continue }
+            for case let out as [String: Any] in (a["outputs"] as? [Any]) ?? [] {
+                guard let name = out["name"] as? String, let shape = out["shape"] as? [Any], let last = shape.last,
+                      let n = Json.integer(of: last), n > 0, n != Int64(labels.count) else { continue }
+                throw CLIPDeployError(.invalidManifest, "\(mf): artifacts[\(k)] output '\(name)' has \(n) classes, the "
+                                      + "classifier has \(labels.count) labels; \(fix)")
+            }
+        }
     }
 
     private func artifact(_ o: Any, _ at: String) throws {
@@ -129,8 +198,8 @@ struct ManifestSchema {
         try str(a, "target", at + ".target", required: true, maxLen: 64)
         try str(a, "precision", at + ".precision", required: true, maxLen: 32)
         guard present(a, "encoder") else { throw missing(at + ".encoder") }
-        guard let enc = a["encoder"] as? String, enc == "image" || enc == "text" else {
-            throw bad(at + ".encoder", "\"image\" or \"text\"", a["encoder"])
+        guard let enc = a["encoder"] as? String, enc == "image" || enc == "text" || enc == "classifier" else {
+            throw bad(at + ".encoder", "\"image\", \"text\" or \"classifier\"", a["encoder"])
         }
         try str(a, "path", at + ".path", required: true, maxLen: BundleIntegrity.maxPathChars)
         guard present(a, "files") else { throw missing(at + ".files") }

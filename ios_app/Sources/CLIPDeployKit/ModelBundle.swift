@@ -66,6 +66,15 @@ public final class ModelBundle {
 
         public var isImage: Bool { encoder == "image" }
 
+        /// A zero-shot classifier artifact (`encoder` "classifier": `image` in, `logits` [1, N] out; issue 23).
+        public var isClassifier: Bool { encoder == "classifier" }
+
+        /// Whether it takes an image (`encoder` "image" or "classifier"); else token ids ("text").
+        public var takesImage: Bool { encoder == "image" || encoder == "classifier" }
+
+        /// The open bundle it came from (nil: made by hand, or its bundle was released).
+        public var bundle: ModelBundle? { integrity?.owner }
+
         /// `ModelBundle.verifyArtifact`: the sha256 of every file of the artifact (`path` and `files`; a directory:
         /// also no unlisted file in it) checked against the bundle's record, cached per file; the real URL to load.
         /// What every runtime's `load` calls first.
@@ -106,6 +115,7 @@ public final class ModelBundle {
     /// The manifest's integrity record and the checks against it.
     public let integrity: BundleIntegrity
     private var cachedProbe: Probe?
+    private var cachedClassifier: ZeroShotClassifier?
     private let lock = NSLock()
 
     private init(dir: URL, manifest: [String: Any], artifacts: [Artifact], integrity: BundleIntegrity) {
@@ -113,6 +123,7 @@ public final class ModelBundle {
         self.manifest = manifest
         self.artifacts = artifacts
         self.integrity = integrity
+        integrity.owner = self
     }
 
     private static let reexport = BundleIntegrity.reexport
@@ -211,7 +222,7 @@ public final class ModelBundle {
         return b
     }
 
-    /// Every path the manifest names: artifacts and their files, the probe set, the tokenizer files.
+    /// Every path the manifest names: artifacts and their files, the probe set, the tokenizer files, the classifier's.
     public func namedPaths() -> [String] {
         var out: [String] = []
         var seen = Set<String>()
@@ -231,6 +242,9 @@ public final class ModelBundle {
         add(p?["captions"] as? String)
         let tok = manifest["tokenizer"] as? [String: Any]
         for k in ManifestSchema.tokenizerPaths { add(tok?[k] as? String) }
+        let c = manifest["classifier"] as? [String: Any]
+        add(c?["class_embeddings"] as? String)
+        add(c?["labels_file"] as? String)
         return out
     }
 
@@ -370,6 +384,95 @@ public final class ModelBundle {
                           refText: rt.rows(), captions: captions)
         cachedProbe = probe
         return probe
+    }
+
+    /// Whether the manifest has a zero-shot `classifier` block (labels, templates, class matrix).
+    public var hasClassifier: Bool { manifest["classifier"] is [String: Any] }
+
+    /// The zero-shot classifier (issue 23), read on first use: the class matrix `classifier.class_embeddings`
+    /// (float32 [N, D], N the manifest's labels, D its embedding_dim, finite L2-normalized rows) and the label file
+    /// `classifier.labels_file` (a JSON list equal to the manifest's labels), each through its sha256 first. The
+    /// JVM core's `Bundle.classifier()`: `.bundle` when the manifest has no classifier, `.malformedArray` for a
+    /// matrix that does not fit, `.invalidManifest` for a label file that disagrees with the manifest.
+    public func classifier() throws -> ZeroShotClassifier {
+        lock.lock()
+        defer { lock.unlock() }
+        if let c = cachedClassifier { return c }
+        let where_ = "bundle \(dir.path)"
+        guard let c = manifest["classifier"] as? [String: Any], let matrixRel = c["class_embeddings"] as? String,
+              let labelValues = c["labels"] as? [Any], let labels = labelValues as? [String],
+              let templates = c["templates"] as? [String], let scale = Json.number(of: c["logit_scale"])?.doubleValue else {
+            throw CLIPDeployError(.bundle, "\(where_) has no zero-shot classifier: export one with clip-export "
+                                  + "--classifier LABELS.txt")
+        }
+        let labelsRel = c["labels_file"] as? String
+        let dim: Int
+        do {
+            dim = Json.isNull(c["embedding_dim"]) ? try embeddingDim() : try Json.int(c["embedding_dim"])
+        } catch {
+            throw CLIPDeployError(.invalidManifest, "\(where_): the classifier's embedding_dim is unknown "
+                                  + "(\(oneLine(error))); \(ModelBundle.reexport)")
+        }
+        try verifyFile(matrixRel)
+        if let l = labelsRel { try verifyFile(l) }
+        let real = try integrity.resolveInside(matrixRel)
+        let npy: Npy
+        do {
+            npy = try Npy.read(contentsOf: URL(fileURLWithPath: real), maxBytes: ModelBundle.maxProbeBytes)
+        } catch let e as CLIPDeployError where e.kind == .unreadable {
+            throw CLIPDeployError(.unreadable, "\(where_): cannot read \(matrixRel) (\(e.message)); re-copy the bundle")
+        } catch let e as CLIPDeployError {
+            let msg = e.message.hasPrefix(real + ": ") ? String(e.message.dropFirst(real.count + 2)) : e.message
+            throw CLIPDeployError(.malformedArray, "\(where_): class matrix \(matrixRel) cannot be read: \(msg); "
+                                  + ModelBundle.reexport)
+        }
+        let sh = npy.shape
+        guard npy.dtype == "<f4", sh.count == 2, sh[0] == labels.count, sh[1] == dim else {
+            throw CLIPDeployError(.malformedArray, "\(where_): class matrix \(matrixRel) is \(npy.dtype) \(sh), expected "
+                                  + "float32 [\(labels.count), \(dim)] (one row per label of the manifest, the model's "
+                                  + "embedding_dim); \(ModelBundle.reexport)")
+        }
+        let rows = npy.rows()
+        for (r, row) in rows.enumerated() {
+            let norm = Vectors.allFinite(row) ? Vectors.norm(row) : .nan
+            guard abs(norm - 1) <= 1e-3 else {
+                throw CLIPDeployError(.malformedArray, "\(where_): class matrix \(matrixRel) row \(r) "
+                                      + "(\(BundleIntegrity.q(labels[r]))) is not a unit vector (norm \(norm)); "
+                                      + ModelBundle.reexport)
+            }
+        }
+        if let labelsRel = labelsRel {
+            let parsed: Any
+            do {
+                parsed = try Json.parse(contentsOf: URL(fileURLWithPath: try integrity.resolveInside(labelsRel)),
+                                        maxBytes: ModelBundle.maxManifestBytes)
+            } catch let e as CLIPDeployError where e.kind == .unreadable {
+                throw CLIPDeployError(.unreadable, "\(where_): cannot read \(labelsRel) (\(e.message)); re-copy the bundle")
+            } catch let e as CLIPDeployError {
+                throw CLIPDeployError(.invalidManifest, "\(where_): \(labelsRel) is not JSON (\(e.message)); "
+                                      + ModelBundle.reexport)
+            }
+            guard let got = parsed as? [Any] else {
+                throw CLIPDeployError(.invalidManifest, "\(where_): \(labelsRel) must be a list of labels, got "
+                                      + "\(Json.kind(parsed)); \(ModelBundle.reexport)")
+            }
+            // compared by code points, as Python and the JVM compare them
+            for k in 0..<max(got.count, labels.count) {
+                let g: Any? = k < got.count ? got[k] : nil
+                let want: String? = k < labels.count ? labels[k] : nil
+                if let w = want, let s = g as? String, Array(s.unicodeScalars) == Array(w.unicodeScalars) { continue }
+                let has = (g as? String).map { BundleIntegrity.q($0) } ?? (k < got.count ? Json.kind(g) : "nothing")
+                throw CLIPDeployError(.invalidManifest, "\(where_): \(labelsRel) disagrees with the manifest's "
+                                      + "classifier.labels at \(k) (\(has), the manifest has "
+                                      + "\(want.map { BundleIntegrity.q($0) } ?? "nothing"); \(got.count) vs "
+                                      + "\(labels.count) labels); \(ModelBundle.reexport)")
+            }
+        }
+        let classifier = ZeroShotClassifier(labels: labels, templates: templates,
+                                            templateSource: c["template_source"] as? String, logitScale: scale,
+                                            classEmbeddings: rows, classEmbeddingsPath: matrixRel, labelsFile: labelsRel)
+        cachedClassifier = classifier
+        return classifier
     }
 
     /// The artifacts plus, for Core ML image encoders that ship one, their ImageType variant as an entry of

@@ -133,6 +133,88 @@ public enum Parity {
         return out
     }
 
+    // MARK: classifier logits
+
+    /// The logits bars (clipdeploy.export.classifier's CLASSIFIER_THRESHOLDS; the JVM core's): logits are
+    /// `logit_scale x cosine`, so the max-abs bar is in cosine units (max abs / logit_scale): fp32 2e-5, fp16 1e-2,
+    /// int8 none; top-1 agreement 100 % (fp32, fp16), 99 % (int8).
+    public static let fp32MaxAbsCosineUnits = 2e-5
+    public static let fp16MaxAbsCosineUnits = 1e-2
+    public static let minTop1Agreement = 1.0
+    public static let int8MinTop1Agreement = 0.99
+
+    /// Parity of a classifier's logits [M, N] as clip-latency's worker measures it (the JVM core's `LogitFigures`):
+    /// the reference is the probe's reference image embeddings times the class matrix times logit_scale (double,
+    /// then float32), "the other tower" the identity, so `measure`'s figures are the logits' max abs, the cosine of
+    /// each logit row with the reference's and, as zero_shot_agreement, their top-1 agreement. The report adds
+    /// `top1_agreement` (the same number), `max_abs_cosine_units` (max abs / logit_scale) and `tie`.
+    public struct LogitFigures: Equatable {
+        public let figures: Figures
+        public let logitScale: Double
+
+        public var top1Agreement: Double { figures.zeroShotAgreement }
+
+        /// The logits' max abs in cosine units (logits are logit_scale x cosine).
+        public var maxAbsCosineUnits: Double { logitScale > 0 ? figures.maxAbs / logitScale : figures.maxAbs }
+
+        /// JSON form: the report schema's parity keys, then top1_agreement, max_abs_cosine_units and tie.
+        public func toDictionary() -> [String: Any] {
+            var d = figures.toDictionary()
+            d["top1_agreement"] = top1Agreement
+            d["max_abs_cosine_units"] = Json.number(maxAbsCosineUnits)
+            d["tie"] = Parity.zeroShotTie
+            return d
+        }
+    }
+
+    /// Reference logits of image embeddings: `logitScale * embedding . class` per class (double, then float32).
+    public static func referenceLogits(_ imageEmbeddings: [[Float]], classes: [[Float]], logitScale: Double) throws -> [[Float]] {
+        let d = classes.first?.count ?? 0
+        return try imageEmbeddings.map { e in
+            guard e.count == d else {
+                throw CLIPDeployError(.parity, "reference embedding dimension \(e.count) != the class matrix's \(d)")
+            }
+            return ZeroShot.logits(image: e, classEmbeddings: classes, logitScale: logitScale)
+        }
+    }
+
+    /// `LogitFigures` of `got` [M, N] against the reference logits of `refImage` [M, D].
+    public static func measureLogits(refImage: [[Float]], classes: [[Float]], logitScale: Double,
+                                     got: [[Float]]) throws -> LogitFigures {
+        let n = classes.count
+        let identity = (0..<n).map { k in (0..<n).map { $0 == k ? Float(1) : Float(0) } }
+        let reference = try referenceLogits(refImage, classes: classes, logitScale: logitScale)
+        return LogitFigures(figures: try measure(reference: reference, got: got, otherTower: identity),
+                            logitScale: logitScale)
+    }
+
+    /// The logits bars of `precision` the figures miss (clipdeploy.export.classifier's `logit_failures`).
+    public static func failures(_ f: LogitFigures, precision: String) throws -> [String] {
+        let bar: Double?
+        var agreement = minTop1Agreement
+        switch precision {
+        case "fp32": bar = fp32MaxAbsCosineUnits
+        case "fp16": bar = fp16MaxAbsCosineUnits
+        case "int8":
+            bar = nil
+            agreement = int8MinTop1Agreement
+        default:
+            throw CLIPDeployError(.parity, "no parity bars for precision '\(precision)' (fp32, fp16 or int8)")
+        }
+        var out: [String] = []
+        if !f.figures.finite { out.append("non-finite logits") }
+        if let bar = bar, !(f.maxAbsCosineUnits <= bar) {
+            out.append("logits max abs " + formatG(f.figures.maxAbs, 3) + " (" + formatG(f.maxAbsCosineUnits, 3)
+                       + " x logit_scale) > " + formatG(bar, nil) + " x logit_scale")
+        }
+        if f.top1Agreement < agreement {
+            let missed = Int(((1 - f.top1Agreement) * Double(f.figures.n)).rounded())
+            out.append("top-1 agreement " + formatFixed(f.top1Agreement * 100, 1) + "% < "
+                       + formatFixed(agreement * 100, 0) + "% (\(missed) of \(f.figures.n) images)")
+        }
+        return out
+    }
+
     /// Python's `format(x, '.Ng')` (`'g'` when `digits` is nil): C's %g, which also strips trailing zeros.
     static func formatG(_ x: Double, _ digits: Int?) -> String {
         if x.isNaN { return "nan" }

@@ -2,7 +2,11 @@ import Foundation
 
 /// Runs the goldens' linear reference artifacts (`goldens/bundle/reference-fp32/*.npy`), as the JVM core's
 /// `ReferenceRuntime`: image `normalize(W @ flatten(chw))` with W float32 [D, 3*R*R]; text
-/// `normalize(sum of T[id % V] over non-pad ids)` with T float32 [V, D]; accumulated in double. Real
+/// `normalize(sum of T[id % V] over non-pad ids)` with T float32 [V, D]; classifier (the manifest's
+/// `reference_model.classifier`) `logits = logit_scale * C @ normalize(W @ flatten(chw))`, W the image encoder's
+/// matrix (the artifact's path), C the bundle's verified class matrix (`ModelBundle.classifier()`), applied to the
+/// float32 embedding as the exported classifier module applies it to its image wrapper's output; all accumulated
+/// in double. Real
 /// arithmetic on real inputs, so the benchmark runner, parity and report are tested end to end where no
 /// phone runtime exists. `perturb` corrupts the weights (tests of the parity bars).
 public final class ReferenceRuntime: EncoderRuntime {
@@ -42,7 +46,25 @@ public final class ReferenceRuntime: EncoderRuntime {
             let f = Float(1.0 + perturb)
             for k in stride(from: 0, to: data.count, by: 2) { data[k] *= f }
         }
-        return LinearSession(weights: data, rows: w.shape[0], cols: w.shape[1], image: artifact.encoder == "image")
+        var head: ClassHead?
+        if artifact.isClassifier {
+            guard let bundle = artifact.bundle else {
+                throw CLIPDeployError(.encoder, "\(artifact.path): a classifier artifact needs its open bundle")
+            }
+            let c = try bundle.classifier()          // the class matrix, verified (sha256) and checked
+            guard c.embeddingDim == w.shape[0] else {
+                throw CLIPDeployError(.encoder, "\(artifact.path): the image matrix has \(w.shape[0]) rows, the class "
+                                      + "matrix \(c.embeddingDim) columns")
+            }
+            head = ClassHead(classes: c.classEmbeddings, scale: c.logitScale)
+        }
+        return LinearSession(weights: data, rows: w.shape[0], cols: w.shape[1], image: artifact.takesImage, head: head)
+    }
+
+    /// A classifier's head: `scale * C . embedding`.
+    struct ClassHead {
+        let classes: [[Float]]
+        let scale: Double
     }
 
     static func normalized(_ y: [Double]) -> [Float] {
@@ -57,12 +79,14 @@ public final class ReferenceRuntime: EncoderRuntime {
         private let rows: Int
         private let cols: Int
         private let image: Bool
+        private let head: ClassHead?
 
-        init(weights: [Float], rows: Int, cols: Int, image: Bool) {
+        init(weights: [Float], rows: Int, cols: Int, image: Bool, head: ClassHead? = nil) {
             self.weights = weights
             self.rows = rows
             self.cols = cols
             self.image = image
+            self.head = head
         }
 
         func encodeImage(_ chw: [Float], size: Int) throws -> [Float] {
@@ -79,7 +103,10 @@ public final class ReferenceRuntime: EncoderRuntime {
                     y[r] = s
                 }
             }
-            return ReferenceRuntime.normalized(y)
+            let e = ReferenceRuntime.normalized(y)
+            guard let head = head else { return e }
+            // the head on the image encoder's float32 embedding, accumulated in double
+            return head.classes.map { Float(head.scale * Vectors.dot($0, e)) }
         }
 
         func encodeText(_ ids: [Int32]) throws -> [Float] {

@@ -19,7 +19,9 @@ final class BenchmarkTests: XCTestCase {
         let recs = try Benchmark.runAll(bundle: b, runtimes: [ReferenceRuntime()], settings: s,
                                         memory: MemoryProbes.platform(),
                                         progress: { _, phase, _, _ in phases += phase + " " })
-        XCTAssertEqual(recs.count, 2)
+        XCTAssertEqual(recs.count, 3)                               // image, text and the zero-shot classifier
+        // every artifact has its own file (the classifier too): id = path@runtime, as in Python
+        XCTAssertEqual(Set(recs.compactMap { $0["id"] as? String }).count, 3, "record ids are unique")
         for r in recs {
             XCTAssertEqual(r["status"] as? String, "ok", "\(r["reason"] ?? "")")
             XCTAssertEqual(r["id"] as? String, "\(r["artifact"] ?? "")@reference")
@@ -43,7 +45,14 @@ final class BenchmarkTests: XCTestCase {
             let par = try Json.map(r["parity"])
             XCTAssertLessThanOrEqual(try Json.num(par["max_abs"]), 1e-5, "max abs \(par["max_abs"] ?? "")")
             XCTAssertEqual(try Json.num(par["zero_shot_agreement"]), 1.0)
-            XCTAssertEqual(try Json.int(par["n"]), (r["encoder"] as? String) == "image" ? 6 : 8)
+            XCTAssertEqual(try Json.int(par["n"]), (r["encoder"] as? String) == "text" ? 8 : 6)
+            if r["encoder"] as? String == "classifier" {
+                // logits against the probe's reference image embeddings x the class matrix x logit_scale: the
+                // reference classifier applies the head to the image encoder's float32 output, hence exactly
+                XCTAssertEqual(try Json.num(par["top1_agreement"]), 1.0)
+                XCTAssertEqual(try Json.num(par["max_abs_cosine_units"]), 0, accuracy: 1e-8)
+                XCTAssertGreaterThan(try Json.num(par["cosine_min"]), 0.999999)
+            }
             XCTAssertEqual(Json.bool(par["finite"]), true)
             XCTAssertEqual(Benchmark.passes(r), true)
             XCTAssertNotNil(r["export_parity"] as? [String: Any])

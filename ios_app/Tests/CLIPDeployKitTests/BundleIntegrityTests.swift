@@ -75,23 +75,23 @@ final class BundleIntegrityTests: XCTestCase {
     func testAnUntouchedCopyOpensVerifiesAndRuns() throws {
         let dir = try TestBundles.fullBundle(self, name: "ok")
         let b = try ModelBundle.open(dir)
-        XCTAssertEqual(b.artifacts.count, 5)
+        XCTAssertEqual(b.artifacts.count, 6)
         let summary = try b.verifyAll()
         XCTAssertEqual(summary.files, b.integrity.files.count)
-        XCTAssertEqual(summary.files, 15)                      // 10 golden files + onnx + pte + 3 in the package
+        XCTAssertEqual(summary.files, 18)                      // 13 golden files + onnx + pte + 3 in the package
         for a in b.artifacts {
             let url = try a.verifiedURL()
             XCTAssertTrue(url.path.hasSuffix(a.path), url.path)
         }
         let recs = try Benchmark.runAll(bundle: b, runtimes: [ReferenceRuntime()], settings: settings("reference"),
                                         memory: FixedMemory())
-        XCTAssertEqual(recs.filter { $0["status"] as? String == "ok" }.count, 2)
+        XCTAssertEqual(recs.filter { $0["status"] as? String == "ok" }.count, 3)     // image, text, classifier
         XCTAssertEqual(recs.filter { $0["status"] as? String == "skipped" }.count, 3)
         XCTAssertEqual(try CLIPTokenizer.fromBundle(b).vocabSize, 49408)
         // the golden bundle itself (recorded by clipdeploy.latency.integrity in Python) verifies here too
         let g = try Goldens.bundle()
         try g.verifyAll()
-        XCTAssertEqual(g.namedPaths().count, 10)
+        XCTAssertEqual(g.namedPaths().count, 13)
     }
 
     func testThePathRule() {
@@ -401,7 +401,7 @@ final class BundleIntegrityTests: XCTestCase {
                 var arts = try Json.list(m["artifacts"]).map { try Json.map($0) }
                 arts[0]["encoder"] = "audio"
                 m["artifacts"] = arts
-            }, "'artifacts[0].encoder' must be \"image\" or \"text\", got the string 'audio'"),
+            }, "'artifacts[0].encoder' must be \"image\", \"text\" or \"classifier\", got the string 'audio'"),
             ({ $0["embedding_dim"] = true }, "'embedding_dim' must be an integer in 1 .. 65536, got a boolean true"),
             ({ $0["tokenizer"] = nil }, "manifest has no 'tokenizer'"),
         ]

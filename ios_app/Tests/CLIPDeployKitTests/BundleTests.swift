@@ -7,7 +7,11 @@ final class BundleTests: XCTestCase {
     func testGoldenBundleOpens() throws {
         let b = try Goldens.bundle()
         XCTAssertEqual(b.model, "golden_linear")
-        XCTAssertEqual(b.artifacts.count, 2)
+        XCTAssertEqual(b.artifacts.count, 3)                 // image, text and the zero-shot classifier (issue 23)
+        XCTAssertEqual(b.artifacts[2].encoder, "classifier")
+        XCTAssertTrue(b.artifacts[2].isClassifier && b.artifacts[2].takesImage && !b.artifacts[2].isImage)
+        XCTAssertTrue(b.hasClassifier)
+        XCTAssertTrue(b.artifacts[2].bundle === b)
         XCTAssertEqual(try b.embeddingDim(), 16)
         XCTAssertEqual(try b.logitScale(), 100.0)
         let spec = try b.preprocessSpec()
@@ -32,7 +36,7 @@ final class BundleTests: XCTestCase {
             XCTAssertNotNil(a.parity, a.path)
             XCTAssertNil(a.imageTypeVariant)
         }
-        XCTAssertEqual(b.artifactsWithVariants().count, 2)
+        XCTAssertEqual(b.artifactsWithVariants().count, 3)
     }
 
     func testTokenizerMergesIsAPathOrTheStandardLocation() throws {
@@ -93,18 +97,18 @@ final class BundleTests: XCTestCase {
         m["artifacts"] = arts
         try TestBundles.bundle(dst, m)
         let b = try ModelBundle.open(dst)
-        XCTAssertEqual(b.artifacts.count, 3)
-        XCTAssertEqual(b.artifacts[2].imageTypeVariant, "coreml-fp16/image_encoder_imagetype.mlpackage")
+        XCTAssertEqual(b.artifacts.count, 4)
+        XCTAssertEqual(b.artifacts[3].imageTypeVariant, "coreml-fp16/image_encoder_imagetype.mlpackage")
         let all = b.artifactsWithVariants()
-        XCTAssertEqual(all.count, 4)
-        XCTAssertEqual(all[3].path, "coreml-fp16/image_encoder_imagetype.mlpackage")
-        XCTAssertTrue(all[3].takesPixels)
-        XCTAssertFalse(all[2].takesPixels)
+        XCTAssertEqual(all.count, 5)
+        XCTAssertEqual(all[4].path, "coreml-fp16/image_encoder_imagetype.mlpackage")
+        XCTAssertTrue(all[4].takesPixels)
+        XCTAssertFalse(all[3].takesPixels)
         // the variant is verified like any artifact: each file of its package against the record
-        XCTAssertEqual(try all[3].verifiedURL().lastPathComponent, "image_encoder_imagetype.mlpackage")
+        XCTAssertEqual(try all[4].verifiedURL().lastPathComponent, "image_encoder_imagetype.mlpackage")
         try TestBundles.flipByte(dst.appendingPathComponent("coreml-fp16/image_encoder_imagetype.mlpackage/Manifest.json"),
                                  at: 3)
-        XCTAssertThrowsError(try b.verifyArtifact(all[3])) { error in
+        XCTAssertThrowsError(try b.verifyArtifact(all[4])) { error in
             XCTAssertEqual((error as? CLIPDeployError)?.kind, .integrity, oneLine(error))
         }
         XCTAssertNoThrow(try b.verifyArtifact(all[0]))

@@ -266,6 +266,7 @@ final class FuzzCorruptionTests: XCTestCase {
         _ = try b.logitScale()
         _ = try b.embeddingDim()
         for a in b.artifactsWithVariants() { _ = try a.verifiedURL() }
+        if b.hasClassifier { _ = try b.classifier() }
         try b.verifyFile(b.tokenizerPath("vocab"))
         try b.verifyFile(b.tokenizerPath("merges"))
         if tokenizer { _ = try CLIPTokenizer.fromBundle(b) }
@@ -304,7 +305,15 @@ final class FuzzCorruptionTests: XCTestCase {
                 input = FuzzCorruptionTests.nesting(100_000, objects: r.bool())
             } else if k % 2 == 0 {
                 var m: Any = golden
-                for _ in 0..<(1 + r.below(3)) { m = FuzzCorruptionTests.typeMutate(m, &r) }
+                if k % 6 == 0, var g = m as? [String: Any], let c = g["classifier"] {
+                    // inside the classifier block (labels, templates, scale, paths)
+                    var block: Any = c
+                    for _ in 0..<(1 + r.below(3)) { block = FuzzCorruptionTests.typeMutate(block, &r) }
+                    g["classifier"] = block
+                    m = g
+                } else {
+                    for _ in 0..<(1 + r.below(3)) { m = FuzzCorruptionTests.typeMutate(m, &r) }
+                }
                 input = Array(try Json.write(m, pretty: true).utf8)
             } else {
                 input = FuzzCorruptionTests.mutate(good, &r)
@@ -314,7 +323,8 @@ final class FuzzCorruptionTests: XCTestCase {
         }
         try Data(good).write(to: mf)
         // corrupted probe arrays, re-recorded, so that only the array reader stands between them and the app
-        let probes = ["probe/images.npy", "probe/token_ids.npy", "probe/image_embeddings.npy", "probe/text_embeddings.npy"]
+        let probes = ["probe/images.npy", "probe/token_ids.npy", "probe/image_embeddings.npy", "probe/text_embeddings.npy",
+                      "classifier/class_embeddings.npy", "classifier/labels.json"]
         var originals: [String: [UInt8]] = [:]
         for p in probes { originals[p] = [UInt8](try Data(contentsOf: dir.appendingPathComponent(p))) }
         for k in 0..<200 {
@@ -343,6 +353,6 @@ final class FuzzCorruptionTests: XCTestCase {
         XCTAssertGreaterThan(refused, 0)
         try TestBundles.writeManifest(dir, golden)
         try FuzzCorruptionTests.readAll(dir, tokenizer: true)
-        XCTAssertEqual(try ModelBundle.open(dir).artifacts.count, 2)
+        XCTAssertEqual(try ModelBundle.open(dir).artifacts.count, 3)
     }
 }

@@ -45,7 +45,7 @@ final class ReportTests: XCTestCase {
         XCTAssertNotNil(created.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$"#, options: .regularExpression),
                         created)
         let recs = try Json.list(m["records"])
-        XCTAssertEqual(recs.count, 2)
+        XCTAssertEqual(recs.count, 3)
         let r0 = try Json.map(recs[0])
         let n = try Json.list(Json.map(r0["steady"])["samples_ms"]).count
         XCTAssertGreaterThanOrEqual(n, 5)

@@ -24,7 +24,7 @@ final class ToolTests: XCTestCase {
         let usage = ReportTool.run([bundle], out: sink, err: sink)
         XCTAssertEqual(ok, 0, log.text)
         XCTAssertTrue(log.text.contains("steady 20/25"), log.text)
-        XCTAssertTrue(log.text.contains("wrote \(report.path) (2 records)"), log.text)
+        XCTAssertTrue(log.text.contains("wrote \(report.path) (3 records)"), log.text)
         XCTAssertEqual(badSeconds, 2)
         XCTAssertTrue(log.text.contains("error: minSeconds must be 0 or more"), log.text)
         XCTAssertEqual(badBlocks, 2)

@@ -105,7 +105,7 @@ class BenchmarkActivityContractTest {
         assertEquals(1L, (settings["min_blocks"] as Number).toLong())
 
         val recs = records(m)
-        assertEquals(2, recs.size)
+        assertEquals(3, recs.size)            // image, text and the zero-shot classifier
         for (r in recs) {
             assertEquals("${r["id"]}: ${r["reason"]}", "ok", r["status"])
             val steady = Json.map(r["steady"])
@@ -127,7 +127,7 @@ class BenchmarkActivityContractTest {
         if (outcome != report) fail("the app reported an error: ${outcome.readText()}")
         val m = LatencyReport.read(report)
         val recs = records(m)
-        assertEquals(2, recs.size)
+        assertEquals(3, recs.size)            // image, text and the zero-shot classifier
         for (r in recs) {
             assertEquals("skipped", r["status"])
             assertNotNull(r["reason"])
@@ -142,7 +142,7 @@ class BenchmarkActivityContractTest {
         if (outcome != report) fail("the app reported an error: ${outcome.readText()}")
         val m = LatencyReport.read(report)
         val recs = records(m)
-        assertEquals(2, recs.size)
+        assertEquals(3, recs.size)            // image, text and the zero-shot classifier
         for (r in recs) {
             assertEquals("skipped", r["status"])
             assertEquals("runtime not requested (runtime litert)", r["reason"])

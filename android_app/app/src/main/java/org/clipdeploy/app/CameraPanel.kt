@@ -22,8 +22,11 @@ import org.clipdeploy.android.ClipPipeline
 
 /**
  * Live zero-shot: CameraX Preview + ImageAnalysis (RGBA_8888 frames, keep only the latest), each frame
- * turned upright, preprocessed exactly like the Python pipeline and classified against the labels'
- * prompt-ensemble embeddings; the top 3 are shown with their probabilities.
+ * turned upright, preprocessed exactly like the Python pipeline and classified; the top 3 are shown with their
+ * probabilities. A bundle with a classifier artifact for the runtime (issue 23) starts with its labels and runs the
+ * artifact (image -> logits -> softmax, no text encoder). Edited labels are embedded with the text encoder (the
+ * bundle's prompt templates if it has them, else ZeroShot.DEFAULT_TEMPLATES); without a text encoder the panel
+ * says so and keeps the bundle's labels.
  */
 class CameraPanel(private val activity: MainActivity, root: View) {
     private val preview: PreviewView = root.findViewById(R.id.preview)
@@ -33,11 +36,14 @@ class CameraPanel(private val activity: MainActivity, root: View) {
     private var provider: ProcessCameraProvider? = null
     private var wanted = false
 
-    /** Labels with their class embeddings, for the pipeline that computed them. */
-    private class Classes(val labels: List<String>, val embeddings: List<FloatArray>, val pipeline: ClipPipeline)
+    /** Labels with their class embeddings (null: the pipeline's classifier artifact), for the pipeline that made them. */
+    private class Classes(val labels: List<String>, val embeddings: List<FloatArray>?, val pipeline: ClipPipeline)
 
     @Volatile
     private var classes: Classes? = null
+
+    /** The label text shown for the bundle's classifier (unchanged text: the classifier artifact runs). */
+    private var bundleLabelsText: String? = null
 
     init {
         root.findViewById<Button>(R.id.apply_labels).setOnClickListener { applyLabels() }
@@ -55,9 +61,21 @@ class CameraPanel(private val activity: MainActivity, root: View) {
         predictions.text = text
     }
 
-    /** A new pipeline: the label embeddings are recomputed with its text encoder. */
+    /** A new pipeline: its classifier's labels when it has a classifier artifact, else the label embeddings are
+     * recomputed with its text encoder. */
     fun onPipeline(p: ClipPipeline) {
         classes = null
+        bundleLabelsText = null
+        val c = p.classifier
+        val artifact = p.classifierArtifact
+        if (artifact != null && c != null) {
+            val text = c.labels.joinToString(", ")
+            bundleLabelsText = text
+            labels.setText(text)
+            classes = Classes(c.labels, null, p)
+            showMessage("${c.labels.size} labels of the bundle's classifier (${artifact.path})")
+            return
+        }
         applyLabels(p)
     }
 
@@ -66,15 +84,30 @@ class CameraPanel(private val activity: MainActivity, root: View) {
             showMessage(activity.getString(R.string.no_bundle))
             return
         }
+        val c = p.classifier
+        if (p.classifierArtifact != null && c != null && labels.text.toString() == bundleLabelsText) {
+            classes = Classes(c.labels, null, p)          // the bundle's labels as they are: its classifier artifact
+            showMessage("${c.labels.size} labels of the bundle's classifier")
+            return
+        }
         val names = labels.text.toString().split(',').map { it.trim() }.filter { it.isNotEmpty() }.distinct()
         if (names.isEmpty()) {
             showMessage("type some labels, comma-separated")
             return
         }
-        showMessage("embedding ${names.size} labels × ${org.clipdeploy.core.ZeroShot.DEFAULT_TEMPLATES.size} prompts …")
+        if (!p.hasTextEncoder) {
+            // one line on the field (frames keep overwriting the predictions); the bundle's classifier keeps running
+            val why = "this bundle has no text encoder for ${p.runtime.name()}: only its classifier's labels can be shown"
+            labels.error = why
+            showMessage(why)
+            return
+        }
+        labels.error = null
+        val templates = c?.templates ?: org.clipdeploy.core.ZeroShot.DEFAULT_TEMPLATES
+        showMessage("embedding ${names.size} labels × ${templates.size} prompts …")
         activity.worker.execute {
             try {
-                val embeddings = p.classEmbeddings(names)
+                val embeddings = p.classEmbeddings(names, templates)
                 classes = Classes(names, embeddings, p)
             } catch (e: Exception) {
                 Log.e(MainActivity.TAG, "label embedding failed", e)
@@ -124,8 +157,12 @@ class CameraPanel(private val activity: MainActivity, root: View) {
         if (p == null || p !== c.pipeline) return
         try {
             val t0 = SystemClock.elapsedRealtimeNanos()
-            val embedding = p.encodeImage(BitmapPixels.fromImageProxy(image))
-            val top = p.classify(embedding, c.labels, c.embeddings, 3)
+            val frame = BitmapPixels.fromImageProxy(image)
+            val top = if (c.embeddings == null) {
+                p.classifyImage(frame, 3)                 // the classifier artifact: logits -> softmax
+            } else {
+                p.classify(p.encodeImage(frame), c.labels, c.embeddings, 3)
+            }
             val ms = (SystemClock.elapsedRealtimeNanos() - t0) / 1e6
             val text = top.joinToString("\n") { String.format(Locale.ROOT, "%5.1f%%  %s", 100f * it.probability, it.label) } +
                 String.format(Locale.ROOT, "\n%.0f ms/frame (%dx%d, %s)", ms, image.width, image.height, p.runtime.name())

@@ -23,7 +23,8 @@ import org.clipdeploy.core.BenchmarkRequest
 
 /**
  * The demo: a bundle bar (bundle directory + runtime + Load) over three tabs.
- *  - Camera: CameraX preview with live zero-shot over editable labels (top 3).
+ *  - Camera: CameraX preview with live zero-shot over editable labels (top 3); the bundle's classifier artifact
+ *    and labels when it has one.
  *  - Search: pick photos (photo picker), embed them, rank them by a text query.
  *  - Benchmark: the bundle's probe set through [BenchmarkActivity] (its own process), then the table.
  * Model loads and encoder calls run on [worker] (camera frames on the camera panel's analysis thread).
@@ -144,7 +145,8 @@ class MainActivity : AppCompatActivity() {
                 pipeline = p
                 runOnUiThread {
                     runtimeSpinner.setSelection(BenchmarkRequest.RUNTIMES.indexOf(runtime).coerceAtLeast(0))
-                    status.text = "${p.bundle.model()} on ${p.runtime.name()}: ${p.imageArtifact.path}, ${p.textArtifact.path}"
+                    val arts = listOfNotNull(p.imageArtifact, p.textArtifact, p.classifierArtifact)
+                    status.text = "${p.bundle.model()} on ${p.runtime.name()}: ${arts.joinToString(", ") { it.path }}"
                     camera.onPipeline(p)
                     search.onPipeline(p)
                 }

@@ -137,6 +137,10 @@ class SearchPanel(private val activity: MainActivity, root: View) {
                 activity.runOnUiThread { status.text = "pick some photos first" }
                 return@execute
             }
+            if (!p.hasTextEncoder) {
+                activity.runOnUiThread { status.text = "this bundle has no text encoder for ${p.runtime.name()}: no text search" }
+                return@execute
+            }
             val hits = p.search(index, text, 20)
             val rows = hits.map { hit -> thumbnails[hit.index] to String.format(Locale.ROOT, "%.4f", hit.score) }
             activity.runOnUiThread { show(text, rows) }

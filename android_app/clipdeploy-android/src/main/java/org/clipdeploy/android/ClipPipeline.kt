@@ -4,6 +4,7 @@ import android.graphics.Bitmap
 import java.io.Closeable
 import java.io.File
 import org.clipdeploy.core.Bundle
+import org.clipdeploy.core.Classifier
 import org.clipdeploy.core.ClipTokenizer
 import org.clipdeploy.core.EncoderRuntime
 import org.clipdeploy.core.EncoderSession
@@ -24,26 +25,43 @@ import org.clipdeploy.core.ZeroShot
  * (Pillow-exact resize + center crop) -> image encoder; text -> [TextEncoder] (the core's tokenizer at the shortest
  * length the text artifact's `shapes.length` accepts, passed as [1, L]; 77 for an artifact without shapes or a
  * non-causal tower) -> text encoder. Photo indexing goes through [indexBuilder]: batches the image artifact's
- * `shapes.batch` accepts, one [N,3,R,R] call each. Embeddings are L2-normalized. Calls are serialized (one encoder
- * call at a time); [close] releases both.
+ * `shapes.batch` accepts, one [N,3,R,R] call each. Embeddings are L2-normalized.
+ *
+ * A bundle exported with a zero-shot classifier (issue 23) for this runtime also loads its classifier artifact
+ * ([classifierArtifact]: image -> `logits` over [classifier]'s labels, [classifyImage]); the text encoder is then
+ * optional ([hasTextEncoder]: without one, labels cannot be edited and text search is off). Calls are serialized (one
+ * encoder call at a time); [close] releases every session.
  */
 class ClipPipeline private constructor(
     val bundle: Bundle,
     val runtime: EncoderRuntime,
     val imageArtifact: Bundle.Artifact,
-    val textArtifact: Bundle.Artifact,
+    /** Null when the bundle has no text encoder for this runtime (then it has a classifier artifact). */
+    val textArtifact: Bundle.Artifact?,
     private val imageSession: EncoderSession,
-    private val textSession: EncoderSession,
+    private val textSession: EncoderSession?,
     val tokenizer: ClipTokenizer,
+    /** The bundle's classifier artifact for this runtime, or null. */
+    val classifierArtifact: Bundle.Artifact?,
+    private val classifierSession: EncoderSession?,
+    /** The bundle's labels, templates and class matrix (verified), or null when the manifest has none. */
+    val classifier: Classifier?,
 ) : Closeable {
 
     val spec: PreprocessSpec = bundle.preprocessSpec()
     val logitScale: Double = bundle.logitScale()
     private var closed = false
-    private val text = TextEncoder(textSession, tokenizer, textArtifact)
+    private val text = textSession?.let { TextEncoder(it, tokenizer, textArtifact!!) }
+
+    /** Whether prompts can be encoded (edited labels, search queries). */
+    val hasTextEncoder: Boolean get() = text != null
 
     /** The text lengths the text artifact accepts (its manifest `shapes.length`). */
-    val textLength: ShapeDescriptor get() = text.length
+    val textLength: ShapeDescriptor get() = textInput().length
+
+    private fun textInput(): TextEncoder = text ?: throw IllegalStateException(
+        "${bundle.model()} has no text encoder for ${runtime.name()}: export one (clip-export --target ...) to edit " +
+            "labels or search by text")
 
     /** The batch sizes the image artifact accepts (its manifest `shapes.batch`). */
     val imageBatch: ShapeDescriptor get() = imageArtifact.shapes.batch
@@ -97,7 +115,7 @@ class ClipPipeline private constructor(
     @Synchronized
     fun encodeText(text: String): FloatArray {
         check(!closed) { "pipeline is closed" }
-        return this.text.embed(text)
+        return textInput().embed(text)
     }
 
     /** One embedding per label: the prompt ensemble over [templates] (ZeroShot.ensemble), each prompt tokenized to
@@ -105,7 +123,23 @@ class ClipPipeline private constructor(
     @Synchronized
     fun classEmbeddings(labels: List<String>, templates: List<String> = ZeroShot.DEFAULT_TEMPLATES): List<FloatArray> {
         check(!closed) { "pipeline is closed" }
-        return text.classEmbeddings(labels, templates)
+        return textInput().classEmbeddings(labels, templates)
+    }
+
+    /**
+     * The bundle's classifier artifact on [image] (preprocessed like the image encoder's input): softmax of its
+     * `logits` over [classifier]'s labels, the [k] most probable first. No text encoder involved.
+     */
+    @Synchronized
+    fun classifyImage(image: RgbImage, k: Int = 3): List<Prediction> {
+        check(!closed) { "pipeline is closed" }
+        val session = classifierSession
+            ?: throw IllegalStateException("${bundle.model()} has no classifier artifact for ${runtime.name()}")
+        val labels = classifier!!.labels
+        val logits = session.encodeImage(Preprocess.apply(image, spec), spec.imageSize)
+        check(logits.size == labels.size) { "${classifierArtifact!!.path}: ${logits.size} logits for ${labels.size} labels" }
+        val p = ZeroShot.softmax(logits)
+        return ZeroShot.topK(p, k).map { Prediction(labels[it], p[it]) }
     }
 
     /** softmax(logit_scale * image . class) over the classes, the [k] most probable first. */
@@ -126,7 +160,11 @@ class ClipPipeline private constructor(
         try {
             imageSession.close()
         } finally {
-            textSession.close()
+            try {
+                textSession?.close()
+            } finally {
+                classifierSession?.close()
+            }
         }
     }
 
@@ -142,7 +180,7 @@ class ClipPipeline private constructor(
         }
 
         /**
-         * The artifact [runtime] runs for [encoder] ("image" / "text"): the requested [precision] if given,
+         * The artifact [runtime] runs for [encoder] ("image" / "text" / "classifier"): the requested [precision] if given,
          * else the manifest's default one (an int8 variant only where it passed and ran faster at export),
          * else fp32, else whatever precision there is. Null when the bundle has none for that runtime.
          */
@@ -154,16 +192,18 @@ class ClipPipeline private constructor(
                 ?: candidates.firstOrNull()
         }
 
-        /** The first of [names] that runs both encoders of [bundle], or null. */
+        /** The first of [names] that runs the image encoder of [bundle] and its text encoder or classifier, or null. */
         @JvmStatic
         fun firstUsableRuntime(bundle: Bundle, names: List<String>): String? = names.firstOrNull { name ->
             val rt = runtime(name)
-            pickArtifact(bundle, rt, "image") != null && pickArtifact(bundle, rt, "text") != null
+            pickArtifact(bundle, rt, "image") != null &&
+                (pickArtifact(bundle, rt, "text") != null || pickArtifact(bundle, rt, "classifier") != null)
         }
 
         /**
          * Opens [bundleDir] and loads its image and text encoders on the runtime called [runtimeName]
-         * ([threads] 0 = the runtime's default). Slow (model loads): call it off the main thread.
+         * ([threads] 0 = the runtime's default), and its classifier artifact when the bundle has one for that
+         * runtime (then the text encoder is optional). Slow (model loads): call it off the main thread.
          */
         @JvmStatic
         @JvmOverloads
@@ -174,16 +214,28 @@ class ClipPipeline private constructor(
             // the core's selection (the same rule as pickArtifact; for litert it also checks the declared
             // inputs/outputs and fails with one line naming the problem and the fix)
             val image = bundle.select(runtimeName, "image", precision)
-            val text = bundle.select(runtimeName, "text", precision)
+            val classifierArtifact = pickArtifact(bundle, rt, "classifier", precision)
+                ?.let { bundle.select(runtimeName, "classifier", it.precision) }
+            // no text encoder is fine when the classifier artifact is there; else select() says what is missing
+            val text = if (classifierArtifact == null || pickArtifact(bundle, rt, "text", precision) != null) {
+                bundle.select(runtimeName, "text", precision)
+            } else {
+                null
+            }
+            // the labels and class matrix, verified (sha256) before any session is loaded
+            val classifier = if (bundle.hasClassifier()) bundle.classifier() else null
             val tokenizer = ClipTokenizer.fromBundle(bundle)
-            val imageSession = rt.load(image)
-            val textSession = try {
-                rt.load(text)
+            val loaded = ArrayList<EncoderSession>()
+            try {
+                val imageSession = rt.load(image).also { loaded.add(it) }
+                val textSession = text?.let { rt.load(it) }?.also { loaded.add(it) }
+                val classifierSession = classifierArtifact?.let { rt.load(it) }?.also { loaded.add(it) }
+                return ClipPipeline(bundle, rt, image, text, imageSession, textSession, tokenizer, classifierArtifact,
+                    classifierSession, classifier)
             } catch (e: Throwable) {
-                imageSession.close()
+                for (s in loaded) s.close()
                 throw e
             }
-            return ClipPipeline(bundle, rt, image, text, imageSession, textSession, tokenizer)
         }
     }
 }

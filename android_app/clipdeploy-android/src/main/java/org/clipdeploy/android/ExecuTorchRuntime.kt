@@ -9,7 +9,8 @@ import org.pytorch.executorch.Module
 import org.pytorch.executorch.Tensor
 
 /**
- * ExecuTorch with the XNNPACK delegate (`executorch-fp32/{image,text}_encoder.pte`), through the
+ * ExecuTorch with the XNNPACK delegate (`executorch-fp32/{image,text}_encoder.pte`, and a zero-shot classifier's
+ * `executorch-fp32/classifier.pte`: the image input, `logits` [1, N labels] as its one output), through the
  * `org.pytorch:executorch-android` AAR's `Module` API.
  *
  * Threads: the AAR's `Module.load(path, loadMode, numThreads)` sizes ExecuTorch's process-wide
@@ -69,7 +70,8 @@ class ExecuTorchRuntime : EncoderRuntime {
 }
 
 /**
- * One loaded `.pte`: `forward(image float32 [N,3,R,R])` or `forward(text int32 [1,L])` -> `embedding [N,D]`. N and L
+ * One loaded `.pte`: `forward(image float32 [N,3,R,R])` or `forward(text int32 [1,L])` -> `embedding [N,D]` (a
+ * classifier: `forward(image [1,3,R,R])` -> `logits [1,N]`, its first and only output, returned as is). N and L
  * are within the manifest's `shapes` (ExecuTorch: dynamic batch 1..8, text length 1..77, exported with
  * `torch.export` dynamic dims); the core's index builder and tokenizer pick them.
  */

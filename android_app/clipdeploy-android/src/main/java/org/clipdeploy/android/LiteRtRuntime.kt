@@ -12,7 +12,8 @@ import org.clipdeploy.core.XnnpackThreads
 /**
  * LiteRT (`com.google.ai.edge.litert:litert`) on the CPU through XNNPACK, for the `litert-{fp32,fp16,int8}`
  * artifacts of `clip-export --target litert`: signature `serving_default`, input `image` float32 [1,3,R,R]
- * or `text` int32 [1,77], output `embedding` float32 [1,D]. The manifest entry is checked first
+ * or `text` int32 [1,77], output `embedding` float32 [1,D] (a zero-shot classifier, `litert-<p>/classifier.tflite`:
+ * input `image`, signature output `logits` float32 [1,N labels], [LiteRtSpec.outputName]). The manifest entry is checked first
  * ([LiteRtSpec.check]: one-line error naming the problem and the fix), then the loaded model's signature tensors.
  *
  * Threads: LiteRT's `Interpreter.Options.setNumThreads` does not reach XNNPACK (the Java interpreter applies
@@ -66,11 +67,11 @@ class LiteRtRuntime : EncoderRuntime {
             val inType = model.getInputTensorType(spec.inputName, LiteRtSpec.SIGNATURE)
             spec.inputMismatch(inType.elementType.name, inType.layout?.dimensions?.toIntArray())
                 ?.let { throw IllegalArgumentException(it) }
-            val outType = model.getOutputTensorType(LiteRtSpec.OUTPUT, LiteRtSpec.SIGNATURE)
+            val outType = model.getOutputTensorType(spec.outputName, LiteRtSpec.SIGNATURE)
             spec.outputMismatch(outType.elementType.name, outType.layout?.dimensions?.toIntArray())
                 ?.let { throw IllegalArgumentException(it) }
             input = model.createInputBuffer(spec.inputName, LiteRtSpec.SIGNATURE)
-            val output = model.createOutputBuffer(LiteRtSpec.OUTPUT, LiteRtSpec.SIGNATURE)
+            val output = model.createOutputBuffer(spec.outputName, LiteRtSpec.SIGNATURE)
             lastLoad = t.verify(before, after)
             return LiteRtSession(model, input, output, spec)
         } catch (e: Throwable) {
@@ -93,7 +94,7 @@ class LiteRtSession internal constructor(
     private val spec: LiteRtSpec,
 ) : EncoderSession {
     private val inputs = mapOf(spec.inputName to input)
-    private val outputs = mapOf(LiteRtSpec.OUTPUT to output)
+    private val outputs = mapOf(spec.outputName to output)
     private val name = spec.artifact.path
 
     @Synchronized
@@ -123,7 +124,7 @@ class LiteRtSession internal constructor(
     private fun run(): FloatArray {
         model.run(inputs, outputs, LiteRtSpec.SIGNATURE)
         val y = output.readFloat()
-        check(y.size == spec.embeddingDim) { "$name: '${LiteRtSpec.OUTPUT}' has ${y.size} values, expected ${spec.embeddingDim}" }
+        check(y.size == spec.outputDim) { "$name: '${spec.outputName}' has ${y.size} values, expected ${spec.outputDim}" }
         return y
     }
 

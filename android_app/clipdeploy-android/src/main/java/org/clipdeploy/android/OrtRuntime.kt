@@ -14,9 +14,10 @@ import org.clipdeploy.core.Vectors
  * ONNX Runtime (`com.microsoft.onnxruntime:onnxruntime-android`, CPU execution provider) for the
  * `onnx-fp32` and `onnx-fp16` artifacts. fp16 artifacts keep float32 inputs/outputs (clip-export's
  * keep_io_types), so both precisions take the same tensors: input `image` float32 [N,3,R,R] or
- * `text` int32 [1,L], output `embedding` float32 [N,D]. The batch N and the text length L are the manifest's
- * `shapes` (ONNX: dynamic batch, text length dynamic 1..77): [encodeImages] sends a whole batch in one run,
- * [encodeText] takes the ids at whatever length the core's tokenizer chose ([1, ids.size]).
+ * `text` int32 [1,L], output `embedding` float32 [N,D]; a zero-shot classifier (`encoder` "classifier",
+ * `onnx-<p>/classifier.onnx`) takes `image` and outputs `logits` float32 [1,N labels]. The batch N and the text
+ * length L are the manifest's `shapes` (ONNX: dynamic batch, text length dynamic 1..77): [encodeImages] sends a
+ * whole batch in one run, [encodeText] takes the ids at whatever length the core's tokenizer chose ([1, ids.size]).
  *
  * Threads: `SessionOptions.setIntraOpNumThreads` (0 leaves ONNX Runtime's default, one per core),
  * one inter-op thread, sequential execution, all graph optimizations, like clip-latency's onnxruntime runner.
@@ -60,12 +61,18 @@ class OrtRuntime : EncoderRuntime {
             options.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL)
             options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT)
             val session = env.createSession(file.absolutePath, options)
-            val input = if (artifact.encoder == "image") "image" else "text"
+            val input = if (artifact.takesImage()) "image" else "text"
             if (input !in session.inputNames) {
                 session.close()
                 throw IllegalArgumentException("${artifact.path}: no input '$input' (inputs: ${session.inputNames})")
             }
-            return OrtEncoderSession(env, session, options, input, artifact.path)
+            // a classifier's logits by name (an encoder's embedding falls back to the first output, as before)
+            val output = if (artifact.isClassifier()) LOGITS else OUTPUT
+            if (artifact.isClassifier() && output !in session.outputNames) {
+                session.close()
+                throw IllegalArgumentException("${artifact.path}: no output '$output' (outputs: ${session.outputNames})")
+            }
+            return OrtEncoderSession(env, session, options, input, artifact.path, output)
         } catch (e: Throwable) {
             options.close()
             throw e
@@ -75,6 +82,7 @@ class OrtRuntime : EncoderRuntime {
     companion object {
         const val NAME = "onnxruntime"
         const val OUTPUT = "embedding"
+        const val LOGITS = "logits"
     }
 }
 
@@ -85,6 +93,7 @@ class OrtEncoderSession internal constructor(
     private val options: OrtSession.SessionOptions,
     private val inputName: String,
     private val name: String,
+    private val outputName: String = OrtRuntime.OUTPUT,
 ) : EncoderSession {
 
     override fun encodeImage(chw: FloatArray, size: Int): FloatArray {
@@ -110,11 +119,11 @@ class OrtEncoderSession internal constructor(
 
     private fun run(input: OnnxTensor): FloatArray =
         session.run(mapOf(inputName to input)).use { result ->
-            val value = result.get(OrtRuntime.OUTPUT).orElse(null) ?: result.get(0)
+            val value = result.get(outputName).orElse(null) ?: result.get(0)
             val tensor = value as? OnnxTensor
-                ?: throw IllegalStateException("$name: output '${OrtRuntime.OUTPUT}' is not a tensor")
+                ?: throw IllegalStateException("$name: output '$outputName' is not a tensor")
             val buffer = tensor.floatBuffer
-                ?: throw IllegalStateException("$name: output '${OrtRuntime.OUTPUT}' is not float32")
+                ?: throw IllegalStateException("$name: output '$outputName' is not float32")
             val out = FloatArray(buffer.remaining())
             buffer.get(out)
             out

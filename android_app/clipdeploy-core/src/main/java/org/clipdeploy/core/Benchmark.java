@@ -11,7 +11,10 @@ import java.util.Map;
  * the handle is released → {@code warm_load} → {@code warmup} untimed calls → {@code steady} (timed calls
  * until all of {@code runs} samples, {@code minSeconds} of timed work and {@code minBlocks} blocks) →
  * {@code parity} (every probe input vs the bundle's reference embeddings) → {@code done}. Each artifact gives
- * one report record.
+ * one report record. A classifier artifact (encoder "classifier") takes the probe images and is held to reference
+ * logits: the probe's reference image embeddings times the bundle's class matrix times its logit_scale
+ * ({@link Parity#measureLogits}, as clip-latency's worker: the schema's parity keys, zero_shot_agreement being
+ * the logits' top-1 agreement, plus top1_agreement, max_abs_cosine_units and tie).
  *
  * <p>Blocks, as in clip-latency's worker: a block closes after a sample once its own timed work is at least
  * {@link BenchmarkSettings#BLOCK_SECONDS} and it holds at least {@link BenchmarkSettings#BLOCK_MIN_SAMPLES}
@@ -56,6 +59,12 @@ public final class Benchmark {
         }
         if (any) {
             bundle.probe();
+            for (int k = 0; k < plan.size(); k++) {
+                if (plan.get(k) != null && bundle.artifacts().get(k).isClassifier()) {
+                    bundle.classifier();           // the class matrix and labels, verified, before anything runs
+                    break;
+                }
+            }
             for (int k = 0; k < plan.size(); k++) if (plan.get(k) != null) bundle.verify(bundle.artifacts().get(k));
         }
         List<Map<String, Object>> records = new ArrayList<>();
@@ -80,9 +89,23 @@ public final class Benchmark {
         return Bundle.runtimeForTarget(a.target);
     }
 
+    /**
+     * The artifact's part of a record id: its path (as clip-latency's), except for a classifier artifact whose path
+     * another artifact of the bundle has too (the goldens' reference classifier reuses the image encoder's matrix),
+     * {@code path#classifier}, so every record of a report has its own id.
+     */
+    public static String artifactId(Bundle bundle, Bundle.Artifact a) {
+        if (a.isClassifier()) {
+            for (Bundle.Artifact o : bundle.artifacts()) {
+                if (o != a && !o.isClassifier() && o.path.equals(a.path)) return a.path + "#" + a.encoder;
+            }
+        }
+        return a.path;
+    }
+
     static Map<String, Object> base(Bundle bundle, Bundle.Artifact a, String runtime, String status) {
         Map<String, Object> r = new LinkedHashMap<>();
-        r.put("id", a.path + "@" + runtime);
+        r.put("id", artifactId(bundle, a) + "@" + runtime);
         r.put("model", bundle.model());
         r.put("artifact", a.path);
         r.put("target", a.target);
@@ -101,14 +124,14 @@ public final class Benchmark {
     }
 
     private static float[] run(EncoderSession s, Bundle.Artifact a, Bundle.Probe p, int[][] ids, int index) throws Exception {
-        if ("image".equals(a.encoder)) return s.encodeImage(p.images[index], p.imageSize);
+        if (a.takesImage()) return s.encodeImage(p.images[index], p.imageSize);
         return s.encodeText(ids[index]);
     }
 
     /** The probe's [77] id rows as the text artifact takes them ({@link ArtifactShapes#fitIds}: unchanged when it
      * accepts 77, as every exported text artifact does); null for an image artifact. */
     private static int[][] textInputs(Bundle.Artifact a, Bundle.Probe p) {
-        if ("image".equals(a.encoder)) return null;
+        if (a.takesImage()) return null;
         int[][] out = new int[p.tokenIds.length][];
         for (int k = 0; k < out.length; k++) out[k] = a.shapes.fitIds(p.tokenIds[k]);
         return out;
@@ -124,6 +147,7 @@ public final class Benchmark {
         try {
             // nothing is configured, loaded or timed before the probe set and the artifact matched their sha256
             Bundle.Probe p = bundle.probe();
+            Classifier classifier = a.isClassifier() ? bundle.classifier() : null;
             bundle.verify(a);
             int[][] ids = textInputs(a, p);
             r.put("runtime_versions", rt.versions());
@@ -146,7 +170,9 @@ public final class Benchmark {
             t0 = System.nanoTime();
             float[] y = run(s, a, p, ids, 0);
             double first = (System.nanoTime() - t0) / 1e6;
-            if (y == null || y.length == 0) throw new IllegalStateException("the artifact returned no embedding");
+            if (y == null || y.length == 0) {
+                throw new IllegalStateException("the artifact returned no " + (classifier != null ? "logits" : "embedding"));
+            }
             s.close();
             s = null;
 
@@ -191,11 +217,16 @@ public final class Benchmark {
 
             phase = "parity";
             progress.onPhase(a.path, phase, 0, 0);
-            boolean image = "image".equals(a.encoder);
+            boolean image = a.takesImage();
             int n = image ? p.images.length : p.tokenIds.length;
             float[][] got = new float[n][];
             for (int k = 0; k < n; k++) got[k] = run(s, a, p, ids, k);
-            Parity.Figures fig = Parity.measure(image ? p.refImage : p.refText, got, image ? p.refText : p.refImage);
+            Map<String, Object> parity;
+            if (classifier != null) {
+                parity = Parity.measureLogits(p.refImage, classifier.rows(), classifier.logitScale, got).toMap();
+            } else {
+                parity = Parity.measure(image ? p.refImage : p.refText, got, image ? p.refText : p.refImage).toMap();
+            }
 
             Map<String, Object> load = new LinkedHashMap<>();
             load.put("import_s", null);
@@ -218,7 +249,7 @@ public final class Benchmark {
             r.put("first_inference_ms", first);
             r.put("steady", steady);
             r.put("memory", mem);
-            r.put("parity", fig.toMap());
+            r.put("parity", parity);
             r.put("export_parity", a.parity);
             r.put("flops", null);
             progress.onPhase(a.path, "done", 0, 0);

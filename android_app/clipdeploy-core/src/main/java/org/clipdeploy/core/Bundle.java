@@ -138,6 +138,16 @@ public final class Bundle {
             this.shapes = shapes;
         }
 
+        /** A zero-shot classifier artifact ({@code encoder "classifier"}: image in, {@code logits} [1, N] out). */
+        public boolean isClassifier() {
+            return "classifier".equals(encoder);
+        }
+
+        /** Whether it takes an image ({@code encoder} "image" or "classifier"); else token ids ("text"). */
+        public boolean takesImage() {
+            return "image".equals(encoder) || "classifier".equals(encoder);
+        }
+
         /** The bundle this artifact belongs to (its manifest gives the sizes the artifact is checked against). */
         public Bundle bundle() {
             return owner;
@@ -260,6 +270,7 @@ public final class Bundle {
     private final List<Artifact> artifacts;
     private final Map<String, Entry> integrity;
     private Probe probe;
+    private Classifier classifier;
 
     private Bundle(File dir, Path root, Map<String, Object> manifest, List<Artifact> artifacts, Map<String, Entry> integrity) {
         this.dir = dir;
@@ -358,7 +369,7 @@ public final class Bundle {
         return s != null && s.startsWith(prefix) ? s.substring(prefix.length()) : String.valueOf(s);
     }
 
-    /** Every path the manifest names: artifacts and their files, the probe set, the tokenizer files. */
+    /** Every path the manifest names: artifacts and their files, the probe set, the tokenizer files, the classifier's. */
     List<String> namedPaths() {
         Set<String> out = new LinkedHashSet<>();
         for (Artifact a : artifacts) {
@@ -374,6 +385,11 @@ public final class Bundle {
         if (p.get("captions") != null) out.add((String) p.get("captions"));
         Map<String, Object> tok = Json.map(manifest.get("tokenizer"));
         for (String k : TOKENIZER_PATHS) if (tok.get(k) != null) out.add((String) tok.get(k));
+        if (manifest.get("classifier") instanceof Map) {
+            Map<String, Object> c = Json.map(manifest.get("classifier"));
+            out.add((String) c.get("class_embeddings"));
+            if (c.get("labels_file") != null) out.add((String) c.get("labels_file"));
+        }
         return new ArrayList<>(out);
     }
 
@@ -689,7 +705,7 @@ public final class Bundle {
     }
 
     /**
-     * The artifact {@code runtime} runs for {@code encoder} ("image" / "text"): the requested {@code precision} if
+     * The artifact {@code runtime} runs for {@code encoder} ("image" / "text" / "classifier"): the requested {@code precision} if
      * not null, else the manifest's default one, else fp32, else the first. For {@code litert} the artifact's declared
      * inputs and outputs are checked ({@link LiteRtSpec#check}). The chosen artifact is then {@link #verify verified}
      * (sha256 of its files), so what is returned may be handed to a runtime. Failures are one-line
@@ -835,6 +851,104 @@ public final class Bundle {
         return probe;
     }
 
+    /** Whether the manifest has a zero-shot {@code classifier} block (labels, templates, class matrix). */
+    public boolean hasClassifier() {
+        return manifest.get("classifier") instanceof Map;
+    }
+
+    /**
+     * The zero-shot classifier (issue 23), read on first use: the class matrix {@code classifier.class_embeddings}
+     * (float32 [N, D], N the manifest's labels, D its embedding_dim, finite L2-normalized rows) and the label file
+     * {@code classifier.labels_file} (a JSON list equal to the manifest's labels), each through its sha256 first.
+     * {@link Kind#NO_ARTIFACT} when the manifest has no classifier, {@link Kind#ARRAY} for a matrix that does not
+     * fit, {@link Kind#SCHEMA} for a label file that disagrees with the manifest.
+     */
+    public synchronized Classifier classifier() throws BundleException {
+        if (classifier != null) return classifier;
+        if (!hasClassifier()) {
+            throw new BundleException(Kind.NO_ARTIFACT, "bundle " + dir + " has no zero-shot classifier: export one with "
+                    + "clip-export --classifier LABELS.txt");
+        }
+        Map<String, Object> c = Json.map(manifest.get("classifier"));
+        List<String> labels = new ArrayList<>();
+        for (Object o : Json.list(c.get("labels"))) labels.add((String) o);
+        List<String> templates = new ArrayList<>();
+        for (Object o : Json.list(c.get("templates"))) templates.add((String) o);
+        String matrixRel = (String) c.get("class_embeddings"), labelsRel = (String) c.get("labels_file");
+        int dim;
+        try {
+            dim = c.get("embedding_dim") != null ? (int) Json.num(c.get("embedding_dim")) : embeddingDim();
+        } catch (RuntimeException e) {
+            throw new BundleException(Kind.SCHEMA, "bundle " + dir + ": the classifier's embedding_dim is unknown ("
+                    + e.getMessage() + "); " + REEXPORT);
+        }
+        verifyFile(matrixRel);
+        if (labelsRel != null) verifyFile(labelsRel);
+        Npy npy;
+        try {
+            npy = Npy.read(resolveInside(matrixRel).toFile(), MAX_PROBE_BYTES);
+        } catch (Npy.NpyException e) {
+            throw new BundleException(Kind.ARRAY, "bundle " + dir + ": class matrix " + matrixRel + " cannot be read: "
+                    + stripPrefix(e.getMessage(), resolveInside(matrixRel) + ": ") + "; " + REEXPORT);
+        } catch (IOException e) {
+            throw new BundleException(Kind.UNREADABLE, "bundle " + dir + ": cannot read " + matrixRel + " (" + e.getMessage()
+                    + "); re-copy the bundle");
+        }
+        int[] sh = npy.shape;
+        if (!"<f4".equals(npy.dtype) || sh.length != 2 || sh[0] != labels.size() || sh[1] != dim) {
+            throw new BundleException(Kind.ARRAY, "bundle " + dir + ": class matrix " + matrixRel + " is " + npy.dtype + " "
+                    + java.util.Arrays.toString(sh) + ", expected float32 [" + labels.size() + ", " + dim + "] (one row per "
+                    + "label of the manifest, the model's embedding_dim); " + REEXPORT);
+        }
+        float[][] rows;
+        try {
+            rows = npy.rows();
+        } catch (Npy.NpyException e) {
+            throw new BundleException(Kind.ARRAY, "bundle " + dir + ": class matrix " + matrixRel + " cannot be read: "
+                    + e.getMessage() + "; " + REEXPORT);
+        }
+        for (int r = 0; r < rows.length; r++) {
+            double norm = Vectors.allFinite(rows[r]) ? Vectors.norm(rows[r]) : Double.NaN;
+            if (!(Math.abs(norm - 1.0) <= 1e-3)) {
+                throw new BundleException(Kind.ARRAY, "bundle " + dir + ": class matrix " + matrixRel + " row " + r + " ("
+                        + q(labels.get(r)) + ") is not a unit vector (norm " + norm + "); " + REEXPORT);
+            }
+        }
+        if (labelsRel != null) {
+            Object parsed;
+            try {
+                parsed = Json.parse(resolveInside(labelsRel).toFile(), MAX_MANIFEST_BYTES);
+            } catch (Json.JsonException e) {
+                throw new BundleException(Kind.NOT_JSON, "bundle " + dir + ": " + labelsRel + " is not JSON ("
+                        + stripPrefix(e.getMessage(), resolveInside(labelsRel) + ": ") + "); " + REEXPORT);
+            } catch (IOException e) {
+                throw new BundleException(Kind.UNREADABLE, "bundle " + dir + ": cannot read " + labelsRel + " ("
+                        + e.getMessage() + "); re-copy the bundle");
+            }
+            if (!(parsed instanceof List)) {
+                throw new BundleException(Kind.SCHEMA, "bundle " + dir + ": " + labelsRel + " must be a list of labels, got "
+                        + Json.kind(parsed) + "; " + REEXPORT);
+            }
+            List<?> got = (List<?>) parsed;
+            for (int k = 0; k < Math.max(got.size(), labels.size()); k++) {
+                Object g = k < got.size() ? got.get(k) : null;
+                String want = k < labels.size() ? labels.get(k) : null;
+                if (want == null || !want.equals(g)) {
+                    String has = g instanceof String ? q((String) g) : k < got.size() ? Json.kind(g) : "nothing";
+                    throw new BundleException(Kind.SCHEMA, "bundle " + dir + ": " + labelsRel + " disagrees with the "
+                            + "manifest's classifier.labels at " + k + " (" + has + ", the manifest has "
+                            + (want == null ? "nothing" : q(want)) + "; " + got.size() + " vs " + labels.size()
+                            + " labels); " + REEXPORT);
+                }
+            }
+        }
+        double scale = Json.num(c.get("logit_scale"));
+        Object src = c.get("template_source");
+        classifier = new Classifier(labels, templates, src instanceof String ? (String) src : null, scale, rows, matrixRel,
+                labelsRel);
+        return classifier;
+    }
+
     private Npy probeArray(String rel) throws BundleException {
         try {
             return Npy.read(resolveInside(rel).toFile(), MAX_PROBE_BYTES);
@@ -953,7 +1067,85 @@ public final class Bundle {
             if (!(arts instanceof List) || ((List<?>) arts).size() > 1000) throw bad("artifacts", "an array of at most 1000 artifacts", arts);
             List<Object> list = Json.list(arts);
             for (int k = 0; k < list.size(); k++) artifact(list.get(k), "artifacts[" + k + "]");
+            classifier(m, list);
             return m;
+        }
+
+        /**
+         * The {@code classifier} block: required when an artifact's encoder is "classifier"; labels 1..100000 unique
+         * non-empty strings, templates 1..1000 strings, logit_scale a number in 0..1000, class_embeddings a path,
+         * embedding_dim (if given) the manifest's, and a classifier artifact's declared output [1, N] for N labels.
+         */
+        private void classifier(Map<String, Object> m, List<Object> arts) throws BundleException {
+            String first = null;
+            for (int k = 0; k < arts.size() && first == null; k++) {
+                if ("classifier".equals(Json.map(arts.get(k)).get("encoder"))) first = "artifacts[" + k + "]";
+            }
+            Map<String, Object> c = obj(m, "classifier", "classifier", false);
+            if (c == null) {
+                if (first != null) {
+                    throw new BundleException(Kind.SCHEMA, where + ": manifest has no 'classifier' (labels, templates, "
+                            + "class matrix), but " + first + " is a classifier; " + REEXPORT);
+                }
+                return;
+            }
+            Object labels = c.get("labels");
+            if (!c.containsKey("labels")) throw new BundleException(Kind.SCHEMA, where + ": manifest has no 'classifier.labels'; " + REEXPORT);
+            if (!(labels instanceof List) || ((List<?>) labels).isEmpty() || ((List<?>) labels).size() > Classifier.MAX_LABELS) {
+                throw bad("classifier.labels", "a list of 1 to " + Classifier.MAX_LABELS + " labels", labels);
+            }
+            Set<String> seen = new HashSet<>();
+            List<?> ll = (List<?>) labels;
+            for (int k = 0; k < ll.size(); k++) {
+                Object l = ll.get(k);
+                if (!(l instanceof String) || ((String) l).isEmpty() || ((String) l).length() > Classifier.MAX_STRING_CHARS) {
+                    throw bad("classifier.labels[" + k + "]", "a string of 1 to " + Classifier.MAX_STRING_CHARS + " characters", l);
+                }
+                if (!seen.add((String) l)) {
+                    throw new BundleException(Kind.SCHEMA, where + ": manifest key 'classifier.labels[" + k + "]' repeats the "
+                            + "label " + q((String) l) + ": each label once; " + REEXPORT);
+                }
+            }
+            Object templates = c.get("templates");
+            if (!c.containsKey("templates")) throw new BundleException(Kind.SCHEMA, where + ": manifest has no 'classifier.templates'; " + REEXPORT);
+            if (!(templates instanceof List) || ((List<?>) templates).isEmpty() || ((List<?>) templates).size() > Classifier.MAX_TEMPLATES) {
+                throw bad("classifier.templates", "a list of 1 to " + Classifier.MAX_TEMPLATES + " templates", templates);
+            }
+            List<?> tl = (List<?>) templates;
+            for (int k = 0; k < tl.size(); k++) {
+                Object t = tl.get(k);
+                if (!(t instanceof String) || ((String) t).length() < 2 || ((String) t).length() > Classifier.MAX_STRING_CHARS) {
+                    throw bad("classifier.templates[" + k + "]", "a string of 2 to " + Classifier.MAX_STRING_CHARS + " characters", t);
+                }
+            }
+            if (c.containsKey("template_source") && !(c.get("template_source") instanceof String)) {
+                throw bad("classifier.template_source", "a string", c.get("template_source"));
+            }
+            Object ls = c.get("logit_scale");
+            if (!c.containsKey("logit_scale")) throw new BundleException(Kind.SCHEMA, where + ": manifest has no 'classifier.logit_scale'; " + REEXPORT);
+            if (!(ls instanceof Number) || !(((Number) ls).doubleValue() >= 0 && ((Number) ls).doubleValue() <= 1000)) {
+                throw bad("classifier.logit_scale", "a number in 0 .. 1000", ls);
+            }
+            integer(c, "embedding_dim", "classifier.embedding_dim", 1, 65536, false);
+            Object dim = c.get("embedding_dim"), top = m.get("embedding_dim");
+            if (dim != null && top != null && ((Number) dim).longValue() != ((Number) top).longValue()) {
+                throw new BundleException(Kind.SCHEMA, where + ": manifest key 'classifier.embedding_dim' is " + dim
+                        + ", the manifest's embedding_dim " + top + ": the class matrix is not this model's; " + REEXPORT);
+            }
+            str(c, "class_embeddings", "classifier.class_embeddings", true, MAX_PATH_CHARS);
+            str(c, "labels_file", "classifier.labels_file", false, MAX_PATH_CHARS);
+            int n = ll.size();
+            for (int k = 0; k < arts.size(); k++) {
+                Map<String, Object> a = Json.map(arts.get(k));
+                if (!"classifier".equals(a.get("encoder"))) continue;
+                for (TensorSpec out : TensorSpec.parseList(a.get("outputs"))) {
+                    int last = out.shape.length == 0 ? -1 : out.shape[out.shape.length - 1];
+                    if (last > 0 && last != n) {
+                        throw new BundleException(Kind.SCHEMA, where + ": artifacts[" + k + "] output '" + out.name + "' has "
+                                + last + " classes, the classifier has " + n + " labels; " + REEXPORT);
+                    }
+                }
+            }
         }
 
         private void preprocessing(Map<String, Object> p) throws BundleException {
@@ -972,7 +1164,9 @@ public final class Bundle {
             str(a, "precision", at + ".precision", true, 32);
             Object enc = a.get("encoder");
             if (!a.containsKey("encoder")) throw new BundleException(Kind.SCHEMA, where + ": manifest has no '" + at + ".encoder'; " + REEXPORT);
-            if (!"image".equals(enc) && !"text".equals(enc)) throw bad(at + ".encoder", "\"image\" or \"text\"", enc);
+            if (!"image".equals(enc) && !"text".equals(enc) && !"classifier".equals(enc)) {
+                throw bad(at + ".encoder", "\"image\", \"text\" or \"classifier\"", enc);
+            }
             str(a, "path", at + ".path", true, MAX_PATH_CHARS);
             Object files = a.get("files");
             if (!a.containsKey("files")) throw new BundleException(Kind.SCHEMA, where + ": manifest has no '" + at + ".files'; " + REEXPORT);

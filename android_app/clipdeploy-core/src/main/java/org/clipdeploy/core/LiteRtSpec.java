@@ -11,7 +11,9 @@ import java.util.Map;
  * {@code litert-<fp32|fp16|int8>/{image,text}_encoder.tflite}, one signature {@value #SIGNATURE} with one input
  * ({@code image} float32 {@code [1, 3, R, R]}, R the bundle's image size, RGB in [0, 1], mean/std inside the model; or
  * {@code text} int32 {@code [1, L]}, L the tokenizer's context length) and one output {@code embedding} float32
- * {@code [1, D]}, D the bundle's embedding size. Static batch 1. Every failure is one line naming the problem and the fix.
+ * {@code [1, D]}, D the bundle's embedding size. A zero-shot classifier artifact ({@code litert-<p>/classifier.tflite},
+ * encoder "classifier") takes the image input and has one output {@value #LOGITS} float32 {@code [1, N]}, N the
+ * manifest's classifier labels. Static batch 1. Every failure is one line naming the problem and the fix.
  */
 public final class LiteRtSpec {
     public static final String TARGET = "litert";
@@ -19,6 +21,8 @@ public final class LiteRtSpec {
     public static final String EXTENSION = ".tflite";
     public static final String SIGNATURE = "serving_default";
     public static final String OUTPUT = "embedding";
+    /** A classifier artifact's signature output. */
+    public static final String LOGITS = "logits";
     public static final List<String> PRECISIONS = Collections.unmodifiableList(Arrays.asList("fp32", "fp16", "int8"));
     private static final String FIX = "re-export it with clip-export --target litert";
 
@@ -29,13 +33,20 @@ public final class LiteRtSpec {
     public final String inputDtype;
     public final int[] inputShape;
     public final int embeddingDim;
+    /** The signature output the runner reads: {@value #OUTPUT} (an encoder) or {@value #LOGITS} (a classifier). */
+    public final String outputName;
+    /** Its size: the embedding size, or a classifier's number of labels. */
+    public final int outputDim;
 
-    private LiteRtSpec(Bundle.Artifact artifact, String inputName, String inputDtype, int[] inputShape, int embeddingDim) {
+    private LiteRtSpec(Bundle.Artifact artifact, String inputName, String inputDtype, int[] inputShape, int embeddingDim,
+                       String outputName, int outputDim) {
         this.artifact = artifact;
         this.inputName = inputName;
         this.inputDtype = inputDtype;
         this.inputShape = inputShape;
         this.embeddingDim = embeddingDim;
+        this.outputName = outputName;
+        this.outputDim = outputDim;
     }
 
     /** A LiteRT artifact: target {@code litert} and a {@code .tflite} file. */
@@ -51,7 +62,7 @@ public final class LiteRtSpec {
     }
 
     public List<Integer> outputShape() {
-        return Arrays.asList(1, embeddingDim);
+        return Arrays.asList(1, outputDim);
     }
 
     /** {@link #check(Bundle, Bundle.Artifact)} against the bundle {@code a} was read from (what the runner calls on load). */
@@ -73,8 +84,11 @@ public final class LiteRtSpec {
         }
         String dir = "litert-" + a.precision + "/";
         if (!p.startsWith(dir)) throw fail(p, "a " + a.precision + " LiteRT artifact belongs in " + dir, FIX);
-        boolean image = "image".equals(a.encoder);
-        if (!image && !"text".equals(a.encoder)) throw fail(p, "unknown encoder '" + a.encoder + "' (image or text)", FIX);
+        boolean classifier = a.isClassifier();
+        boolean image = a.takesImage();
+        if (!image && !"text".equals(a.encoder)) {
+            throw fail(p, "unknown encoder '" + a.encoder + "' (image, text or classifier)", FIX);
+        }
 
         String name = image ? "image" : "text";
         String dtype = image ? "float32" : "int32";
@@ -91,6 +105,12 @@ public final class LiteRtSpec {
             dim = bundle.embeddingDim();
         } catch (RuntimeException e) {
             throw fail(p, "the manifest has no embedding size (" + e.getMessage() + ")", "use a bundle written by clip-export");
+        }
+        String outName = classifier ? LOGITS : OUTPUT;
+        int outDim = dim;
+        if (classifier) {
+            if (!bundle.hasClassifier()) throw fail(p, "a classifier artifact in a bundle without a classifier block", FIX);
+            outDim = Json.list(Json.map(bundle.manifest().get("classifier")).get("labels")).size();
         }
 
         if (a.inputs.size() != 1) {
@@ -116,21 +136,22 @@ public final class LiteRtSpec {
         }
 
         if (a.outputs.size() != 1) {
-            throw fail(p, "declares " + a.outputs.size() + " outputs " + a.outputs + ", expected one ('" + OUTPUT + "')", FIX);
+            throw fail(p, "declares " + a.outputs.size() + " outputs " + a.outputs + ", expected one ('" + outName + "')", FIX);
         }
         Bundle.TensorSpec out = a.outputs.get(0);
-        if (!OUTPUT.equals(out.name)) throw fail(p, "output is named '" + out.name + "', expected '" + OUTPUT + "'", FIX);
-        if (!"float32".equals(out.dtype)) throw fail(p, "output '" + OUTPUT + "' is " + out.dtype + ", expected float32", FIX);
+        if (!outName.equals(out.name)) throw fail(p, "output is named '" + out.name + "', expected '" + outName + "'", FIX);
+        if (!"float32".equals(out.dtype)) throw fail(p, "output '" + outName + "' is " + out.dtype + ", expected float32", FIX);
         if (!out.isStatic()) {
-            throw fail(p, "output '" + OUTPUT + "' has a dynamic shape " + Bundle.TensorSpec.shapeString(out.shape)
+            throw fail(p, "output '" + outName + "' has a dynamic shape " + Bundle.TensorSpec.shapeString(out.shape)
                     + " (LiteRT artifacts have a static batch of 1)", FIX + " (static batch 1)");
         }
-        int[] wantOut = {1, dim};
+        int[] wantOut = {1, outDim};
         if (!Arrays.equals(wantOut, out.shape)) {
-            throw fail(p, "output '" + OUTPUT + "' has shape " + Bundle.TensorSpec.shapeString(out.shape) + ", expected "
-                    + Bundle.TensorSpec.shapeString(wantOut) + " (the bundle's embedding_dim)", FIX + " from this model");
+            throw fail(p, "output '" + outName + "' has shape " + Bundle.TensorSpec.shapeString(out.shape) + ", expected "
+                    + Bundle.TensorSpec.shapeString(wantOut) + (classifier ? " (the classifier's labels)"
+                    : " (the bundle's embedding_dim)"), FIX + " from this model");
         }
-        return new LiteRtSpec(a, name, dtype, want, dim);
+        return new LiteRtSpec(a, name, dtype, want, dim, outName, outDim);
     }
 
     /**
@@ -157,7 +178,7 @@ public final class LiteRtSpec {
 
     /** {@link #mismatch} for the output. */
     public String outputMismatch(String elementType, int[] dims) {
-        return mismatch("output", OUTPUT, elementType, dims, "float32", new int[] {1, embeddingDim});
+        return mismatch("output", outputName, elementType, dims, "float32", new int[] {1, outputDim});
     }
 
     private static int contextLength(Bundle bundle) {

@@ -130,6 +130,101 @@ public final class Parity {
         return out;
     }
 
+    // ------------------------------------------------------------------------------------------ classifier logits
+
+    /**
+     * The logits bars (clipdeploy.export.classifier's CLASSIFIER_THRESHOLDS): logits are {@code logit_scale x cosine},
+     * so the max-abs bar is in cosine units (max abs / logit_scale): fp32 2e-5, fp16 1e-2, int8 none; top-1 agreement
+     * 100 % (fp32, fp16), 99 % (int8).
+     */
+    public static final double FP32_MAX_ABS_COSINE_UNITS = 2e-5;
+    public static final double FP16_MAX_ABS_COSINE_UNITS = 1e-2;
+    public static final double MIN_TOP1_AGREEMENT = 1.0;
+    public static final double INT8_MIN_TOP1_AGREEMENT = 0.99;
+
+    /**
+     * Parity of a classifier's logits [M, N] as clip-latency's worker measures it: the reference is the probe's
+     * reference image embeddings times the class matrix times logit_scale (double, then float32), "the other tower"
+     * the identity, so {@link #measure}'s figures are the logits' max abs, the cosine of each logit row with the
+     * reference's and, as zero_shot_agreement, their top-1 agreement (ties within {@link #ZERO_SHOT_TIE} of the
+     * normalized reference row are no disagreement). The report adds {@code top1_agreement} (the same number),
+     * {@code max_abs_cosine_units} (max abs / logit_scale) and {@code tie}.
+     */
+    public static final class LogitFigures {
+        public final Figures figures;
+        public final double logitScale;
+
+        LogitFigures(Figures figures, double logitScale) {
+            this.figures = figures;
+            this.logitScale = logitScale;
+        }
+
+        public double top1Agreement() {
+            return figures.zeroShotAgreement;
+        }
+
+        /** The logits' max abs in cosine units (logits are logit_scale x cosine). */
+        public double maxAbsCosineUnits() {
+            return logitScale > 0 ? figures.maxAbs / logitScale : figures.maxAbs;
+        }
+
+        /** JSON form: the report schema's parity keys, then top1_agreement, max_abs_cosine_units and tie. */
+        public Map<String, Object> toMap() {
+            Map<String, Object> m = figures.toMap();
+            m.put("top1_agreement", top1Agreement());
+            m.put("max_abs_cosine_units", maxAbsCosineUnits());
+            m.put("tie", ZERO_SHOT_TIE);
+            return m;
+        }
+
+        @Override
+        public String toString() {
+            return String.format(Locale.ROOT, "logits max abs %.2e (%.2e x logit_scale), min cos %.6f, top-1 %.0f%%",
+                    figures.maxAbs, maxAbsCosineUnits(), figures.cosineMin, top1Agreement() * 100);
+        }
+    }
+
+    /** Reference logits of image embeddings: {@code logitScale * embedding . class} per class (double, then float32). */
+    public static float[][] referenceLogits(float[][] imageEmbeddings, List<float[]> classes, double logitScale) {
+        float[][] out = new float[imageEmbeddings.length][];
+        for (int r = 0; r < out.length; r++) out[r] = ZeroShot.logits(imageEmbeddings[r], classes, logitScale);
+        return out;
+    }
+
+    /** {@link LogitFigures} of {@code got} [M, N] against the reference logits of {@code refImage} [M, D]. */
+    public static LogitFigures measureLogits(float[][] refImage, List<float[]> classes, double logitScale, float[][] got) {
+        float[][] identity = new float[classes.size()][classes.size()];
+        for (int k = 0; k < identity.length; k++) identity[k][k] = 1f;
+        return new LogitFigures(measure(referenceLogits(refImage, classes, logitScale), got, identity), logitScale);
+    }
+
+    /** The logits bars of {@code precision} that the figures miss (clipdeploy.export.classifier's logit_failures). */
+    public static List<String> failures(LogitFigures f, String precision) {
+        Double bar;
+        double agreement = MIN_TOP1_AGREEMENT;
+        if ("fp32".equals(precision)) {
+            bar = FP32_MAX_ABS_COSINE_UNITS;
+        } else if ("fp16".equals(precision)) {
+            bar = FP16_MAX_ABS_COSINE_UNITS;
+        } else if ("int8".equals(precision)) {
+            bar = null;
+            agreement = INT8_MIN_TOP1_AGREEMENT;
+        } else {
+            throw new IllegalArgumentException("no parity bars for precision '" + precision + "' (fp32, fp16 or int8)");
+        }
+        List<String> out = new ArrayList<>();
+        if (!f.figures.finite) out.add("non-finite logits");
+        if (bar != null && !(f.maxAbsCosineUnits() <= bar)) {
+            out.add("logits max abs " + pyG(f.figures.maxAbs, 3) + " (" + pyG(f.maxAbsCosineUnits(), 3) + " x logit_scale) > "
+                    + pyG(bar, 6) + " x logit_scale");
+        }
+        if (f.top1Agreement() < agreement) {
+            out.add(String.format(Locale.ROOT, "top-1 agreement %.1f%% < %d%% (%d of %d images)", f.top1Agreement() * 100,
+                    Math.round(agreement * 100), Math.round((1 - f.top1Agreement()) * f.figures.n), f.figures.n));
+        }
+        return out;
+    }
+
     /** Python's {@code format(v, '.Ng')} ({@code 'g'} is N = 6): N significant digits, trailing zeros dropped,
      * inf/nan spelled lowercase. */
     static String pyG(double v, int digits) {

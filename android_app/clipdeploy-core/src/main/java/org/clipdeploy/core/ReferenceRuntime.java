@@ -6,8 +6,11 @@ import java.util.Map;
 
 /**
  * Runs the goldens' linear reference artifacts ({@code goldens/bundle/reference-fp32/*.npy}):
- * image: {@code normalize(W @ flatten(chw))}; text: {@code normalize(sum of T[id % V] over non-pad ids)},
- * accumulated in double. Real arithmetic on real inputs, so the benchmark runner, parity and report are
+ * image: {@code normalize(W @ flatten(chw))}; text: {@code normalize(sum of T[id % V] over non-pad ids)};
+ * classifier (the manifest's {@code reference_model.classifier}): {@code logits = logit_scale * C @ normalize(W @
+ * flatten(chw))}, W the image encoder's matrix (the artifact's path), C the bundle's verified class matrix
+ * ({@link Bundle#classifier()}), applied to the float32 embedding as the exported classifier module applies it to its
+ * image wrapper's output; all accumulated in double. Real arithmetic on real inputs, so the benchmark runner, parity and report are
  * tested end to end where no phone runtime exists. {@code scale} perturbs the weights (tests of the bars).
  */
 public final class ReferenceRuntime implements EncoderRuntime {
@@ -61,7 +64,22 @@ public final class ReferenceRuntime implements EncoderRuntime {
         final float[] data = w.floats();
         if (perturb != 0) for (int k = 0; k < data.length; k += 2) data[k] *= (float) (1.0 + perturb);
         final int rows = w.shape[0], cols = w.shape[1];
-        final boolean image = "image".equals(a.encoder);
+        final boolean image = a.takesImage();
+        final float[][] classes;
+        final double scale;
+        if (a.isClassifier()) {
+            if (a.bundle() == null) throw new IllegalArgumentException(a.path + ": a classifier artifact needs its bundle");
+            Classifier c = a.bundle().classifier();         // the class matrix, verified (sha256) and checked
+            if (c.embeddingDim != rows) {
+                throw new IllegalArgumentException(a.path + ": the image matrix has " + rows + " rows, the class matrix "
+                        + c.embeddingDim + " columns");
+            }
+            classes = c.rows().toArray(new float[0][]);
+            scale = c.logitScale;
+        } else {
+            classes = null;
+            scale = 0;
+        }
         return new EncoderSession() {
             @Override
             public float[] encodeImage(float[] chw, int size) {
@@ -74,7 +92,13 @@ public final class ReferenceRuntime implements EncoderRuntime {
                     for (int c = 0; c < cols; c++) s += (double) data[off + c] * chw[c];
                     y[r] = s;
                 }
-                return normalized(y);
+                float[] e = normalized(y);
+                if (classes == null) return e;
+                // the head on the image encoder's float32 embedding (as the exported Classifier module: image
+                // wrapper, then logit_scale * embedding @ C.T), accumulated in double
+                float[] logits = new float[classes.length];
+                for (int c = 0; c < classes.length; c++) logits[c] = (float) (scale * Vectors.dot(classes[c], e));
+                return logits;
             }
 
             @Override

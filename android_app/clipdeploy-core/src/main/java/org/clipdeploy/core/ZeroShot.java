@@ -7,8 +7,9 @@ import java.util.List;
 
 /**
  * Zero-shot classification: each label becomes several prompts ("a photo of a {}."), their text
- * embeddings are L2-normalized, averaged and re-normalized (the prompt ensemble), and an image's
- * probabilities are {@code softmax(logit_scale * image . class)}.
+ * embeddings are L2-normalized, averaged and re-normalized (the prompt ensemble), an image's logits are
+ * {@code logit_scale * image . class} and its probabilities their softmax. A bundle's own class matrix and labels
+ * are {@link Bundle#classifier()}; a classifier artifact returns the logits directly.
  */
 public final class ZeroShot {
     private ZeroShot() {}
@@ -44,20 +45,43 @@ public final class ZeroShot {
         return out;
     }
 
-    public static float[] probabilities(float[] image, List<float[]> classEmbeddings, double logitScale) {
+    /** {@code logitScale * class_c . image} for every class, accumulated in double (the logits of a classifier). */
+    public static float[] logits(float[] image, List<float[]> classEmbeddings, double logitScale) {
+        double[] z = logits64(image, classEmbeddings, logitScale);
+        float[] out = new float[z.length];
+        for (int c = 0; c < z.length; c++) out[c] = (float) z[c];
+        return out;
+    }
+
+    static double[] logits64(float[] image, List<float[]> classEmbeddings, double logitScale) {
         double[] logits = new double[classEmbeddings.size()];
+        for (int c = 0; c < logits.length; c++) logits[c] = logitScale * Vectors.dot(classEmbeddings.get(c), image);
+        return logits;
+    }
+
+    /** softmax(logit_scale * image . class) over the classes ({@link #logits}, then {@link #softmax}, in double). */
+    public static float[] probabilities(float[] image, List<float[]> classEmbeddings, double logitScale) {
+        return softmax(logits64(image, classEmbeddings, logitScale));
+    }
+
+    /** The softmax of logits (max subtracted, in double): what a classifier artifact's output becomes. */
+    public static float[] softmax(float[] logits) {
+        double[] z = new double[logits.length];
+        for (int c = 0; c < z.length; c++) z[c] = logits[c];
+        return softmax(z);
+    }
+
+    static float[] softmax(double[] logits) {
         double max = Double.NEGATIVE_INFINITY;
-        for (int c = 0; c < logits.length; c++) {
-            logits[c] = logitScale * Vectors.dot(classEmbeddings.get(c), image);
-            max = Math.max(max, logits[c]);
-        }
+        for (double v : logits) max = Math.max(max, v);
+        double[] e = new double[logits.length];
         double sum = 0;
         for (int c = 0; c < logits.length; c++) {
-            logits[c] = Math.exp(logits[c] - max);
-            sum += logits[c];
+            e[c] = Math.exp(logits[c] - max);
+            sum += e[c];
         }
         float[] p = new float[logits.length];
-        for (int c = 0; c < p.length; c++) p[c] = (float) (logits[c] / sum);
+        for (int c = 0; c < p.length; c++) p[c] = (float) (e[c] / sum);
         return p;
     }
 

@@ -29,7 +29,10 @@ public class BundleBenchmarkReportTest {
     public void goldenBundleOpens() throws Exception {
         Bundle b = golden();
         assertEquals("golden_linear", b.model());
-        assertEquals(2, b.artifacts().size());
+        assertEquals(3, b.artifacts().size());          // image, text and the zero-shot classifier (issue 23)
+        assertEquals("classifier", b.artifacts().get(2).encoder);
+        assertTrue(b.artifacts().get(2).isClassifier() && b.artifacts().get(2).takesImage());
+        assertTrue(b.hasClassifier());
         assertEquals(16, b.embeddingDim());
         assertEquals(100.0, b.logitScale(), 0);
         PreprocessSpec spec = b.preprocessSpec();
@@ -93,10 +96,13 @@ public class BundleBenchmarkReportTest {
         final StringBuilder phases = new StringBuilder();
         List<Map<String, Object>> recs = Benchmark.runAll(b, Collections.<EncoderRuntime>singletonList(new ReferenceRuntime()), s,
                 new MemoryProbe.JvmHeap(), (a, phase, done, total) -> phases.append(phase).append(' '));
-        assertEquals(2, recs.size());
+        assertEquals(3, recs.size());
+        java.util.Set<Object> ids = new java.util.HashSet<>();
         for (Map<String, Object> r : recs) {
             assertEquals(r.get("reason") + "", "ok", r.get("status"));
+            // every artifact has its own file (the classifier too): id = path@runtime, as in Python
             assertEquals(r.get("artifact") + "@reference", r.get("id"));
+            assertTrue("duplicate id " + r.get("id"), ids.add(r.get("id")));
             Map<String, Object> steady = Json.map(r.get("steady"));
             double[] xs = (double[]) steady.get("samples_ms");
             assertTrue(xs.length >= 12);
@@ -112,7 +118,14 @@ public class BundleBenchmarkReportTest {
             Map<String, Object> par = Json.map(r.get("parity"));
             assertTrue("max abs " + par.get("max_abs"), Json.num(par.get("max_abs")) <= 1e-6);
             assertEquals(1.0, Json.num(par.get("zero_shot_agreement")), 0);
-            assertEquals("image".equals(r.get("encoder")) ? 6L : 8L, par.get("n"));
+            assertEquals("text".equals(r.get("encoder")) ? 8L : 6L, par.get("n"));
+            if ("classifier".equals(r.get("encoder"))) {
+                // logits against the probe's reference image embeddings x the class matrix x logit_scale: the
+                // reference classifier applies the head to the image encoder's float32 output, hence exactly
+                assertEquals(1.0, Json.num(par.get("top1_agreement")), 0);
+                assertEquals(0.0, Json.num(par.get("max_abs_cosine_units")), 1e-8);
+                assertTrue(Json.num(par.get("cosine_min")) > 0.999999);
+            }
             assertNotNull(r.get("export_parity"));
             assertEquals("done", r.get("phase_reached"));
         }
@@ -319,7 +332,7 @@ public class BundleBenchmarkReportTest {
         assertEquals(1L, Json.map(m.get("settings")).get("min_blocks"));
         assertTrue(Json.str(m.get("created")).matches("\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d([+-]\\d\\d:\\d\\d|Z)"));
         List<Object> recs = Json.list(m.get("records"));
-        assertEquals(2, recs.size());
+        assertEquals(3, recs.size());
         Map<String, Object> r0 = Json.map(recs.get(0));
         int n = Json.list(Json.map(r0.get("steady")).get("samples_ms")).size();
         assertTrue(n >= 5);

@@ -267,6 +267,7 @@ public class FuzzCorruptionTest {
         b.preprocessSpec();
         ClipTokenizer.fromBundle(b);
         for (Bundle.Artifact a : b.artifacts()) b.verify(a);
+        if (b.hasClassifier()) b.classifier();
     }
 
     @Test
@@ -281,7 +282,8 @@ public class FuzzCorruptionTest {
             if (k % 2 == 0) {
                 Map<String, Object> m = TestBundles.goldenManifest();
                 int n = 1 + r.nextInt(3);
-                for (int j = 0; j < n; j++) typeMutate(m, r);
+                // every third time inside the classifier block (labels, templates, scale, paths), else anywhere
+                for (int j = 0; j < n; j++) typeMutate(k % 3 == 0 ? m.get("classifier") : m, r);
                 in = Json.write(m, true).getBytes(StandardCharsets.UTF_8);
             } else {
                 in = mutate(good, r);
@@ -297,7 +299,8 @@ public class FuzzCorruptionTest {
         }
         Files.write(mf.toPath(), good);
         // corrupted probe arrays, re-recorded so that only the array reader stands between them and the app
-        String[] probes = {"probe/images.npy", "probe/token_ids.npy", "probe/image_embeddings.npy", "probe/text_embeddings.npy"};
+        String[] probes = {"probe/images.npy", "probe/token_ids.npy", "probe/image_embeddings.npy", "probe/text_embeddings.npy",
+                           "classifier/class_embeddings.npy", "classifier/labels.json"};
         Map<String, byte[]> originals = new LinkedHashMap<>();
         for (String p : probes) originals.put(p, Files.readAllBytes(new File(dir, p).toPath()));
         for (int k = 0; k < 300; k++) {
@@ -322,7 +325,7 @@ public class FuzzCorruptionTest {
         assertTrue(ok > 0 && refused > 0);
         TestBundles.seal(dir, TestBundles.goldenManifest());
         readAll(dir);
-        assertEquals(2, Bundle.open(dir).artifacts().size());
+        assertEquals(3, Bundle.open(dir).artifacts().size());
     }
 
     static byte[] concat(byte[] a, byte[] b) {

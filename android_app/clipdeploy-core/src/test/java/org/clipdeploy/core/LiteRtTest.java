@@ -114,7 +114,7 @@ public class LiteRtTest {
             assertTrue(Bundle.runsOn("litert", a));
             assertFalse(Bundle.runsOn("executorch", a));
         }
-        assertEquals(2, b.artifactsFor("reference").size());
+        assertEquals(3, b.artifactsFor("reference").size());
         for (Bundle.Artifact a : b.artifactsFor("reference")) assertFalse(Bundle.runsOn("litert", a));
 
         Bundle.Artifact image = b.select("litert", "image", null);
@@ -161,7 +161,7 @@ public class LiteRtTest {
         Bundle b = write(manifestWithLiteRt());
         List<Map<String, Object>> recs = Benchmark.runAll(b, Collections.<EncoderRuntime>singletonList(new ReferenceRuntime()),
                 new BenchmarkSettings("litert", 3, 0, 0, 0.0, 1), new MemoryProbe.JvmHeap(), null);
-        assertEquals(6, recs.size());
+        assertEquals(7, recs.size());
         int lite = 0;
         for (Map<String, Object> r : recs) {
             assertEquals("skipped", r.get("status"));
@@ -247,7 +247,7 @@ public class LiteRtTest {
             Map<String, Object> m = goldenManifest();
             artifacts(m).add(c.entry);
             Bundle b = write(m);          // the bundle still opens: only runtime=litert's selection rejects it
-            assertEquals(3, b.artifacts().size());
+            assertEquals(4, b.artifacts().size());
             String msg = expectSelectError(b, c.encoder, null, c.expected);
             assertTrue(msg, msg.startsWith(c.entry.get("path") + ": "));
             assertTrue(msg, msg.endsWith("re-export it with clip-export --target litert")
@@ -265,6 +265,40 @@ public class LiteRtTest {
         }
     }
 
+    /** A LiteRT zero-shot classifier (issue 23): input image, signature output "logits" [1, N labels]. */
+    @Test
+    public void aLiteRtClassifierDeclaresLogitsOverTheLabels() throws Exception {
+        Map<String, Object> m = goldenManifest();
+        Map<String, Object> a = litert("fp32", "classifier", true);
+        a.put("path", "litert-fp32/classifier.tflite");
+        a.put("files", new ArrayList<Object>(Arrays.asList("litert-fp32/classifier.tflite", "classifier/class_embeddings.npy")));
+        io(a, "inputs").set(0, tensor("image", "float32", 1L, 3L, 32L, 32L));
+        io(a, "outputs").set(0, tensor("logits", "float32", 1L, 5L));
+        artifacts(m).add(a);
+        Bundle b = write(m);
+        Bundle.Artifact c = b.select("litert", "classifier", null);
+        assertEquals("litert-fp32/classifier.tflite", c.path);
+        LiteRtSpec spec = LiteRtSpec.check(c);
+        assertEquals("image", spec.inputName);
+        assertEquals(LiteRtSpec.LOGITS, spec.outputName);
+        assertEquals(5, spec.outputDim);
+        assertEquals(16, spec.embeddingDim);
+        assertEquals(Arrays.asList(1, 5), spec.outputShape());
+        assertNull(spec.outputMismatch("FLOAT", new int[] {1, 5}));
+        assertTrue(spec.outputMismatch("FLOAT", new int[] {1, 16}).contains("output 'logits' has shape [1, 16]"));
+        // an embedding output where the logits belong, and the wrong number of classes
+        io(a, "outputs").set(0, tensor("embedding", "float32", 1L, 5L));
+        expectSelectError(write(m), "classifier", null, "output is named 'embedding', expected 'logits'");
+        io(a, "outputs").set(0, tensor("logits", "float32", 1L, 4L));
+        try {
+            write(m);
+            fail("a classifier output of 4 classes for 5 labels opened");
+        } catch (Bundle.BundleException e) {
+            assertEquals(Bundle.BundleException.Kind.SCHEMA, e.kind());
+            assertTrue(e.getMessage(), e.getMessage().contains("output 'logits' has 4 classes, the classifier has 5 labels"));
+        }
+    }
+
     @Test
     public void aTfliteOutsideTheLiteRtTargetIsNotSelected() throws Exception {
         Map<String, Object> m = goldenManifest();
@@ -275,7 +309,7 @@ public class LiteRtTest {
         assertTrue(b.artifactsFor("litert").isEmpty());
         expectSelectError(b, "image", null, "no image encoder for runtime litert");
         try {
-            LiteRtSpec.check(b, b.artifacts().get(2));
+            LiteRtSpec.check(b, b.artifacts().get(3));
             fail("a .bin passed the LiteRT check");
         } catch (Bundle.BundleException e) {
             assertEquals("litert-fp32/image_encoder.bin: a litert artifact must be a .tflite file: "
