@@ -49,7 +49,7 @@ demo: install
 	@echo "== demo done: weights in $(DEMO)/, bundle in out/mobileclip_s0/, latency report out/mobileclip_s0/latency.json"
 
 test: install adb-deps jvm-test swift-test
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not alone" --durations=30
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not alone" --durations=30
 	@echo "== latency tests that judge contention: alone on the machine"
 	$(BIN)/python -m pytest -q -m alone
 

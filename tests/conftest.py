@@ -184,3 +184,18 @@ def _release_memory_after_module():
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except OSError:  # not glibc (macOS)
         pass
+
+
+# `make test` hands whole files to its two workers (--dist loadfile) in the order collected here
+# (--no-loadscope-reorder; xdist's default would put the files with most tests first, which are the quick
+# ones, and leave the few-but-long export files to the end, one worker finishing them while the other idles).
+# The long files go first, longest first (seconds of one worker, measured in `make test --durations`), so that
+# what is left at the end is short.
+LONG_FILES = ["test_zoo_export_tinyclip.py", "test_export_cli.py", "test_quant_coreml.py",
+              "test_zoo_export_openai.py", "test_shapes.py", "test_goldens.py", "test_backend_litert.py",
+              "test_quant_onnx.py", "test_validation_gate.py", "test_zoo_clip.py", "test_classifier.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda it: rank.get(Path(str(it.fspath)).name, len(LONG_FILES)))
