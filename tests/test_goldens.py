@@ -95,7 +95,19 @@ def test_golden_bundle_references_are_the_linear_model():
     for key in ("vocab", "merges", "config"):
         assert (b / m["tokenizer"][key]).is_file()
     assert [a["path"] for a in m["artifacts"]] == ["reference-fp32/image_encoder.npy",
-                                                    "reference-fp32/text_encoder.npy"]
+                                                    "reference-fp32/text_encoder.npy", "reference-fp32/classifier.npy"]
+    # the classifier: the image encoder's W in its own file, the prompt ensemble through the linear text encoder,
+    # and classifier.json's logits = logit_scale x probe image embeddings @ the class matrix
+    from clipdeploy.latency.goldens import golden_class_embeddings
+    c = m["classifier"]
+    assert np.array_equal(np.load(b / "reference-fp32" / "classifier.npy"), w)
+    classes = np.load(b / c["class_embeddings"])
+    assert np.array_equal(classes, golden_class_embeddings(t, c["labels"], c["templates"]))
+    assert json.loads((b / c["labels_file"]).read_text(encoding="utf-8")) == c["labels"]
+    g = _json("classifier.json")
+    logits = c["logit_scale"] * ref_i.astype(np.float64) @ classes.astype(np.float64).T
+    assert np.allclose(g["probe_logits"], logits, atol=1e-9) and g["probe_top1"] == logits.argmax(-1).tolist()
+    assert len(set(g["probe_top1"])) >= 3                   # the probe images pick different labels
 
 
 def test_golden_token_lengths_are_the_python_tokenizers():
@@ -130,8 +142,9 @@ def test_golden_token_lengths_are_the_python_tokenizers():
 def test_golden_bundle_declares_shapes():
     from clipdeploy.models import shapes as sh
     m = json.loads((GOLDENS / "bundle" / "manifest.json").read_text())
-    image, text = m["artifacts"]
+    image, text, classifier = m["artifacts"]
     assert set(image["shapes"]) == {"batch"} and set(text["shapes"]) == {"batch", "length"}
+    assert classifier["encoder"] == "classifier" and classifier["shapes"]["batch"]["kind"] == "fixed"
     for d in (image["shapes"]["batch"], text["shapes"]["batch"], text["shapes"]["length"]):
         sh.validate(d)
     # the probe's [77] rows are accepted as they are: the apps' benchmark feeds them unchanged
