@@ -45,8 +45,7 @@ MAX_FILE_BYTES = 4 << 20
 MAX_LABELS = 100_000
 MAX_TEMPLATES = 1_000
 #: where the class matrix goes in the bundle, for apps that keep the image encoder
-CLASS_EMBEDDINGS = "classifier/class_embeddings.npy"
-LABELS_FILE = "classifier/labels.json"
+from clipdeploy.latency.bundle import CLASS_EMBEDDINGS, LABELS_FILE  # noqa: E402,F401 (one definition)
 OUTPUT = "logits"
 
 class ClassifierInputError(ClipDeployError):
@@ -193,12 +192,10 @@ class Classifier(nn.Module):
 
 
 def manifest_block(labels: list, temps: list, source: str, logit_scale: float, dim: int) -> dict:
-    """The manifest's ``classifier`` entry (the export and the golden bundle write the same keys)."""
-    return {"labels": list(labels), "templates": list(temps), "template_source": source,
-            "logit_scale": float(logit_scale), "embedding_dim": int(dim),
-            "class_embeddings": CLASS_EMBEDDINGS, "labels_file": LABELS_FILE,
-            "logits": "logit_scale * image_embedding @ class_embeddings.T (rows in label order); "
-                      "probs = softmax(logits)"}
+    """The manifest's ``classifier`` entry (:func:`clipdeploy.latency.bundle.classifier_block`, the reader's
+    contract; the golden bundle writes the same)."""
+    from clipdeploy.latency.bundle import classifier_block
+    return classifier_block(labels, temps, source, logit_scale, dim)
 
 
 def compose_onnx(image_model: Path, out_path: Path, classes: np.ndarray, logit_scale: float) -> dict:

@@ -313,6 +313,21 @@ class Bundle:
         return {"checkpoint": src or None, "sha256": ck.get("sha256")}
 
 
+#: where a bundle keeps its classifier's class matrix and labels
+CLASS_EMBEDDINGS = "classifier/class_embeddings.npy"
+LABELS_FILE = "classifier/labels.json"
+
+
+def classifier_block(labels: list, templates: list, source: str, logit_scale: float, dim: int) -> dict:
+    """The manifest's ``classifier`` entry as ``clip-export --classifier`` writes it (what
+    :meth:`Bundle.classifier` and the apps read)."""
+    return {"labels": list(labels), "templates": list(templates), "template_source": source,
+            "logit_scale": float(logit_scale), "embedding_dim": int(dim),
+            "class_embeddings": CLASS_EMBEDDINGS, "labels_file": LABELS_FILE,
+            "logits": "logit_scale * image_embedding @ class_embeddings.T (rows in label order); "
+                      "probs = softmax(logits)"}
+
+
 def parse_tokenizer_files(vocab_bytes: bytes, merges_bytes: bytes, vocab_size=None, merges_count=None) -> dict:
     """The bundle's ``vocab.json`` (Hugging Face CLIP spelling: {token: id}, ids unique in
     [0, len)) and ``merges.txt`` (``#version`` line, then ``a b`` pairs), checked against the manifest's

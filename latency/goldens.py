@@ -443,8 +443,8 @@ def golden_class_embeddings(table: np.ndarray, labels: list, templates: list) ->
 
 def classifier_manifest(labels: list, templates: list, source: str, logit_scale: float, dim: int) -> dict:
     """The manifest's ``classifier`` block, as the export writes it."""
-    from clipdeploy.export.classifier import manifest_block
-    return manifest_block(labels, templates, source, logit_scale, dim)
+    from .bundle import classifier_block
+    return classifier_block(labels, templates, source, logit_scale, dim)
 
 
 def classifier_golden(dest: Path) -> dict:
