@@ -321,6 +321,22 @@ public final class ModelBundle {
     /// `tokenizer.merges` of the manifest, else `tokenizer/merges.txt` (lexical; `CLIPTokenizer.fromBundle` verifies).
     public var tokenizerMerges: URL { resolve(tokenizerPath("merges")) }
 
+    /// A verified `.npy` of the bundle (`what` names it in the error: "probe file", "class matrix"), bounded, with
+    /// the bundle's one-line errors: unreadable (re-copy) or malformed (re-export).
+    func readArray(_ rel: String, _ what: String) throws -> Npy {
+        let where_ = "bundle \(dir.path)"
+        let real = try integrity.resolveInside(rel)
+        do {
+            return try Npy.read(contentsOf: URL(fileURLWithPath: real), maxBytes: ModelBundle.maxProbeBytes)
+        } catch let e as CLIPDeployError where e.kind == .unreadable {
+            throw CLIPDeployError(.unreadable, "\(where_): cannot read \(rel) (\(e.message)); re-copy the bundle")
+        } catch let e as CLIPDeployError {
+            let msg = e.message.hasPrefix(real + ": ") ? String(e.message.dropFirst(real.count + 2)) : e.message
+            throw CLIPDeployError(.malformedArray, "\(where_): \(what) \(rel) cannot be read: \(msg); "
+                                  + ModelBundle.reexport)
+        }
+    }
+
     /// The probe set, read on first use: each file's sha256 checked first, then the arrays and how they fit.
     public func probe() throws -> Probe {
         lock.lock()
@@ -337,18 +353,7 @@ public final class ModelBundle {
         for rel in [imagesRel, idsRel, refImageRel, refTextRel] + (captionsRel.map { [$0] } ?? []) {
             try verifyFile(rel)
         }
-        func array(_ rel: String) throws -> Npy {
-            let real = try integrity.resolveInside(rel)
-            do {
-                return try Npy.read(contentsOf: URL(fileURLWithPath: real), maxBytes: ModelBundle.maxProbeBytes)
-            } catch let e as CLIPDeployError where e.kind == .unreadable {
-                throw CLIPDeployError(.unreadable, "\(where_): cannot read \(rel) (\(e.message)); re-copy the bundle")
-            } catch let e as CLIPDeployError {
-                let msg = e.message.hasPrefix(real + ": ") ? String(e.message.dropFirst(real.count + 2)) : e.message
-                throw CLIPDeployError(.malformedArray, "\(where_): probe file \(rel) cannot be read: \(msg); "
-                                      + ModelBundle.reexport)
-            }
-        }
+        func array(_ rel: String) throws -> Npy { try readArray(rel, "probe file") }
         let images = try array(imagesRel), ids = try array(idsRel), ri = try array(refImageRel), rt = try array(refTextRel)
         let im = images.shape, id = ids.shape, a = ri.shape, t = rt.shape
         let ok = im.count == 4 && im[0] > 0 && im[1] == 3 && im[2] > 0 && im[2] == im[3] && id.count == 2 && id[0] > 0
@@ -415,17 +420,7 @@ public final class ModelBundle {
         }
         try verifyFile(matrixRel)
         if let l = labelsRel { try verifyFile(l) }
-        let real = try integrity.resolveInside(matrixRel)
-        let npy: Npy
-        do {
-            npy = try Npy.read(contentsOf: URL(fileURLWithPath: real), maxBytes: ModelBundle.maxProbeBytes)
-        } catch let e as CLIPDeployError where e.kind == .unreadable {
-            throw CLIPDeployError(.unreadable, "\(where_): cannot read \(matrixRel) (\(e.message)); re-copy the bundle")
-        } catch let e as CLIPDeployError {
-            let msg = e.message.hasPrefix(real + ": ") ? String(e.message.dropFirst(real.count + 2)) : e.message
-            throw CLIPDeployError(.malformedArray, "\(where_): class matrix \(matrixRel) cannot be read: \(msg); "
-                                  + ModelBundle.reexport)
-        }
+        let npy = try readArray(matrixRel, "class matrix")
         let sh = npy.shape
         guard npy.dtype == "<f4", sh.count == 2, sh[0] == labels.count, sh[1] == dim else {
             throw CLIPDeployError(.malformedArray, "\(where_): class matrix \(matrixRel) is \(npy.dtype) \(sh), expected "

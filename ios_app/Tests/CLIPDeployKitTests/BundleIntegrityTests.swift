@@ -41,26 +41,6 @@ final class BundleIntegrityTests: XCTestCase {
         var source: String { "test" }
     }
 
-    /// The error `body` throws: a CLIPDeployError of `kind`, one line, saying `contains`.
-    @discardableResult
-    func expect(_ kind: Kind, _ contains: String, file: StaticString = #filePath, line: UInt = #line,
-                _ body: () throws -> Void) -> CLIPDeployError? {
-        do {
-            try body()
-            XCTFail("expected a \(kind) error saying '\(contains)', nothing was thrown", file: file, line: line)
-        } catch let e as CLIPDeployError {
-            XCTAssertEqual(e.kind, kind, e.message, file: file, line: line)
-            XCTAssertTrue(e.isBundleRefusal, e.message, file: file, line: line)
-            XCTAssertFalse(e.message.contains("\n") || e.message.contains("\r"), "not one line: \(e.message)",
-                           file: file, line: line)
-            XCTAssertTrue(e.message.contains(contains), "\(e.message) does not say '\(contains)'", file: file, line: line)
-            XCTAssertTrue(oneLineWithKind(e).hasPrefix("bundle refused (\(kind.rawValue)): "), file: file, line: line)
-            return e
-        } catch {
-            XCTFail("expected a CLIPDeployError (\(kind)), got \(error)", file: file, line: line)
-        }
-        return nil
-    }
 
     func settings(_ runtime: String) -> BenchmarkSettings {
         return BenchmarkSettings(runtime: runtime, runs: 12, warmup: 2, threads: 1, minSeconds: 0, minBlocks: 1)

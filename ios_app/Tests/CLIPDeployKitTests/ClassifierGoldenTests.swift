@@ -28,22 +28,6 @@ final class ClassifierGoldenTests: XCTestCase {
         return try XCTUnwrap(b.artifacts.first { $0.encoder == encoder }, encoder)
     }
 
-    /// The error `body` throws: a bundle refusal of `kind`, one line, saying `contains`.
-    func expect(_ kind: Kind, _ contains: String, file: StaticString = #filePath, line: UInt = #line,
-                _ body: () throws -> Void) {
-        do {
-            try body()
-            XCTFail("expected a \(kind) error saying '\(contains)', nothing was thrown", file: file, line: line)
-        } catch let e as CLIPDeployError {
-            XCTAssertEqual(e.kind, kind, e.message, file: file, line: line)
-            XCTAssertTrue(e.isBundleRefusal, e.message, file: file, line: line)
-            XCTAssertFalse(e.message.contains("\n"), "not one line: \(e.message)", file: file, line: line)
-            XCTAssertTrue(e.message.contains(contains), "\(e.message) does not say '\(contains)'", file: file, line: line)
-        } catch {
-            XCTFail("expected a CLIPDeployError (\(kind)), got \(error)", file: file, line: line)
-        }
-    }
-
     /// Runs the benchmark on `b` and checks that it is refused with `kind` before any phase starts.
     func expectNothingMeasured(_ b: ModelBundle, _ kind: Kind, _ contains: String, file: StaticString = #filePath,
                                line: UInt = #line) {
