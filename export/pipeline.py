@@ -652,7 +652,6 @@ def _classifier_defaults(manifest: dict, root: Path, cls: dict, log, runs: int =
     median latency here, the two timed alternately in this process; top-1 agreement and logits max abs
     between them on the gate's images)."""
     from . import classifier as C
-    from clipdeploy.export.backends.base import time_alternately as alternately
     arts = manifest["artifacts"]
     matrix_bytes = (root / C.CLASS_EMBEDDINGS).stat().st_size
     rows = []
@@ -684,7 +683,7 @@ def _classifier_defaults(manifest: dict, root: Path, cls: dict, log, runs: int =
                 e = call_i(xx)
                 e = e.detach().numpy() if isinstance(e, torch.Tensor) else np.asarray(e)
                 return (e.reshape(1, -1) @ ct) * np.float32(cls["scale"])
-            ms = alternately([call_c, two_step], x[:1], runs)
+            ms = time_alternately([call_c, two_step], x[:1], runs)
             row.update(classifier_median_ms=ms[0], image_encoder_plus_matrix_median_ms=ms[1],
                        top1_agreement=fig["top1_agreement"], top1_exact=fig["top1_exact"],
                        logits_max_abs=fig["max_abs"], images=fig["n"],

@@ -112,7 +112,7 @@ def test_s0_onnx_classifier_equals_pytorch_from_the_manifest(s0_bundle):
     both from the manifest's own labels and templates (not from the bundle's stored matrix)."""
     import onnxruntime as ort
     import torch
-    import torch.nn.functional as F
+    from test_classifier import _by_hand      # the prompt ensemble by hand, one definition
 
     from clipdeploy.export.wrappers import encoder
     from clipdeploy.models import load_model
@@ -122,12 +122,8 @@ def test_s0_onnx_classifier_equals_pytorch_from_the_manifest(s0_bundle):
     model = load_model("mobileclip_s0", random_weights=0)
     module = to_inference_form(model.module).eval()
     text, image = encoder(module, model.spec, "text"), encoder(module, model.spec, "image")
+    classes = _by_hand(text, model.tokenize, c["labels"], c["templates"])
     with torch.no_grad():
-        rows = []
-        for lab in c["labels"]:
-            e = F.normalize(text(model.tokenize([t.replace("{}", lab) for t in c["templates"]])).double(), dim=-1)
-            rows.append(F.normalize(e.mean(0), dim=0))
-        classes = torch.stack(rows).numpy()
         x = np.load(s0_bundle / "probe" / "images.npy")
         emb = image(torch.from_numpy(x)).double().numpy()
     want = c["logit_scale"] * emb @ classes.T
