@@ -11,6 +11,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CLIPDEPLOY_SHARED", REPO.parent / "shared"))
 REFERENCE = SHARED / "reference"
 APPLE_MODELS = ["mobileclip_s0", "mobileclip_s1", "mobileclip_s2", "mobileclip_b"]
+# what the per-backend export tests run on: S1 is MCi1 + the 12-layer text transformer, the block types and text
+# tower of S2 (MCi2) with other depths and widths, so S2 stands for it there (S1 is built, loaded from its
+# released layout and reparameterized in test_models / test_layouts / test_reparam)
+EXPORT_MODELS = ["mobileclip_s0", "mobileclip_s2", "mobileclip_b"]
 
 # `make test` runs two pytest-xdist workers on this 2-core machine: one thread each, no oversubscription
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
@@ -115,20 +119,6 @@ def seeded_model():
     return get
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _return_freed_memory():
-    """After each test file: collect, then hand freed heap back to the OS (glibc keeps it otherwise;
-    ~0.7 GB after an export of a 84M-parameter model), so two workers' peaks stay well under the RAM."""
-    yield
-    gc.collect()
-    if sys.platform.startswith("linux"):
-        import ctypes
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):   # not glibc (musl): nothing to trim
-            pass
-
-
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     """Downloads in tests never touch the user's cache."""
@@ -136,6 +126,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 
 _FUSED_SESSION = {}
+_PROBE_REFERENCES = {}
 
 
 @pytest.fixture(scope="session")
@@ -157,7 +148,7 @@ def probe_reference(fused_session):
     from clipdeploy.export.wrappers import encoder
     from clipdeploy.models.probe import PROBE_CAPTIONS, probe_images
 
-    cache = {}
+    cache = _PROBE_REFERENCES
 
     def get(name):
         if name not in cache:
@@ -172,18 +163,57 @@ def probe_reference(fused_session):
     return get
 
 
+def _rss_mb() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:   # not Linux
+        pass
+    return 0
+
+
+#: a worker whose resident size is above this after a file drops its session caches (built models, fused
+#: models, probe references, loaded Core ML programs, dynamo's graphs): two workers share 24 GB, and a
+#: worker that had built S0..B, exported them and kept them was seen at 10-13 GB, enough for the next big
+#: model on the other worker to start the OOM killer
+WORKER_RSS_LIMIT_MB = 5000
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_memory_after_module():
-    """A worker runs many files in one process: hand freed memory back to the OS after each one
-    (exports leave large fragmented heaps behind; without this two workers outgrow 24 GB)."""
+    """A worker runs many files in one process: after each one, collect and hand freed heap back to the OS
+    (glibc keeps it otherwise; exports leave large fragmented heaps behind), and past WORKER_RSS_LIMIT_MB
+    drop the session caches first (rebuilding a model costs seconds; an OOM-killed worker costs the run)."""
     yield
     import ctypes
-    import gc
+    if _rss_mb() > WORKER_RSS_LIMIT_MB:
+        _MODELS.clear()
+        _FUSED_SESSION.clear()
+        _PROBE_REFERENCES.clear()
+        from clipdeploy.latency import coreml_ref
+        coreml_ref.clear_cache()
+        try:
+            torch._dynamo.reset()
+        except Exception:   # noqa: BLE001 (an older torch without dynamo: nothing cached there)
+            pass
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:  # not glibc (macOS)
+    except (OSError, AttributeError):  # not glibc (macOS, musl)
         pass
+
+
+#: the L/14-class models (1.2-1.7 GB of fp32 weights a copy; a test holds two or three copies at its peak)
+#: run in their own pytest run on fresh workers (`make test`, `-m bigmem`): the marker is added to every test
+#: parametrized with one of them
+BIGMEM_MODELS = {"mobileclip2_l14", "mobileclip2_s4", "openai_vit_l14", "openai_vit_l14_336", "openai_rn50x16"}
+
+
+def _bigmem(item) -> bool:
+    cs = getattr(item, "callspec", None)
+    return cs is not None and any(isinstance(v, str) and v in BIGMEM_MODELS for v in cs.params.values())
 
 
 # `make test` hands whole files to its two workers (--dist loadfile) in the order collected here
@@ -196,6 +226,10 @@ LONG_FILES = ["test_zoo_export_tinyclip.py", "test_export_cli.py", "test_quant_c
               "test_quant_onnx.py", "test_validation_gate.py", "test_zoo_clip.py", "test_classifier.py"]
 
 
+@pytest.hookimpl(tryfirst=True)   # before -m deselects: the bigmem marker is added here
 def pytest_collection_modifyitems(config, items):
+    for it in items:
+        if _bigmem(it):
+            it.add_marker(pytest.mark.bigmem)
     rank = {name: i for i, name in enumerate(LONG_FILES)}
     items.sort(key=lambda it: rank.get(Path(str(it.fspath)).name, len(LONG_FILES)))

@@ -15,7 +15,7 @@ from clipdeploy.export.backends.base import BackendUnavailable
 from clipdeploy.export.backends.coreml_backend import CoreMLBackend, CoreMLStructureError
 from clipdeploy.export.wrappers import encoder as make_encoder, example_input
 
-from conftest import APPLE_MODELS
+from conftest import EXPORT_MODELS
 
 import coremltools as ct  # a pinned dependency: a broken install fails here, never skips
 
@@ -68,7 +68,7 @@ def _expected(spec, which):
     return [inp], [{"name": "embedding", "shape": [1, spec.embed_dim], "dtype": "float32"}]
 
 
-@pytest.mark.parametrize("name", APPLE_MODELS)
+@pytest.mark.parametrize("name", EXPORT_MODELS)
 @pytest.mark.parametrize("which", ["image", "text"])
 def test_convert_structure(name, which, backend, converted):
     checks, weights = {}, {}

@@ -16,7 +16,7 @@ from clipdeploy.export.backends.executorch_backend import (ExecuTorchBackend, Ex
 from clipdeploy.export.parity import ParityError, check, measure
 from clipdeploy.export.wrappers import encoder, example_input
 
-from conftest import APPLE_MODELS
+from conftest import EXPORT_MODELS
 
 import executorch.runtime  # noqa: E402,F401  (pinned: fail, never skip)
 
@@ -52,7 +52,7 @@ def _report(name, which, figures, result, wall):
           f"outside={d['ops_outside']} | export {wall:.1f}s {result.info['times_s']}")
 
 
-@pytest.mark.parametrize("name", APPLE_MODELS)
+@pytest.mark.parametrize("name", EXPORT_MODELS)
 def test_xnnpack_fp32_parity(name, xnn_artifacts, probe_reference):
     images, ids, ref_img, ref_txt = probe_reference(name)
     backend = ExecuTorchBackend()
@@ -74,7 +74,7 @@ def test_xnnpack_fp32_parity(name, xnn_artifacts, probe_reference):
         assert check(figures, "fp32", f"{name} {which} .pte")["passed"]
 
 
-@pytest.mark.parametrize("name", APPLE_MODELS)
+@pytest.mark.parametrize("name", EXPORT_MODELS)
 def test_xnnpack_delegation(name, xnn_artifacts):
     for which in ("image", "text"):
         info = xnn_artifacts(name)[which][0].info

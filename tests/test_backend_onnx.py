@@ -14,7 +14,7 @@ from clipdeploy.export.backends.onnx_backend import OnnxBackend
 from clipdeploy.export.parity import ParityError, check, measure
 from clipdeploy.export.wrappers import encoder as make_encoder, example_input
 
-from conftest import APPLE_MODELS
+from conftest import EXPORT_MODELS
 
 import onnx  # noqa: E402  (pinned dependencies: fail, never skip)
 import onnxruntime as ort  # noqa: E402
@@ -102,7 +102,7 @@ def _argmax_inputs_int32(path):
         assert n.inputs[0].dtype == ir.DataType.INT32, (n.name, n.inputs[0].dtype)
 
 
-@pytest.mark.parametrize("name", APPLE_MODELS)
+@pytest.mark.parametrize("name", EXPORT_MODELS)
 @pytest.mark.parametrize("which", ["image", "text"])
 def test_fp32_export_passes_parity(name, which, exported, fused_session, probe_reference):
     res, figs, got = exported(name, which, "fp32")

@@ -16,7 +16,7 @@ from clipdeploy.export.backends.coreml_backend import CoreMLBackend  # noqa: E40
 from clipdeploy.export.wrappers import encoder as make_encoder, example_input  # noqa: E402
 from clipdeploy.latency import coreml_ref as cr  # noqa: E402
 
-MODELS = ["mobileclip_s1", "mobileclip_s2", "mobileclip_b"]
+MODELS = ["mobileclip_s2", "mobileclip_b"]   # S0: test_coreml_ref.py; S1: see conftest.EXPORT_MODELS
 _CONVERTED = {}
 TIMINGS = {}
 

@@ -58,6 +58,8 @@ INT8_CANDIDATES = ("linear8", "palettize8")
 #: compressed weights reaches this minimum cosine -- half the int8 bar's distance from 1, leaving room
 #: for the fp16 compute the simulation does not model
 INT8_SIM_TARGET = 0.9995
+#: the fallback ranks weights by their sensitivity on this many rows, those the full compression hurts most
+SENSITIVITY_ROWS = 6
 _INT8_ROUNDS = 3                          # fallback rounds (each halves the target's distance from 1 again)
 #: the minimum cosine a candidate must keep on the calibration rows to be chosen as it is: a fifth of the int8
 #: bar's distance from 1. The bar itself (0.999) on the rows a candidate was chosen on does not carry over to
@@ -353,6 +355,7 @@ class _WeightSim:
         # re-walk the same greedy order with a tighter target)
         self._memo = {}
         self._sens = None
+        self.sensitivity_rows = None
 
     def cosine_min(self, replace: dict) -> float:
         """min cosine to the reference with ``{const name: decompressed array}`` in place."""
@@ -362,9 +365,11 @@ class _WeightSim:
         return self._memo[key]
 
     def _cosine_min(self, replace: dict) -> float:
-        import torch
-
         from clipdeploy.latency.parity import measure
+        return measure(self.ref, self._forward(replace, self.x), self.ref)["cosine_min"]
+
+    def _forward(self, replace: dict, x) -> np.ndarray:
+        import torch
         saved = []
         try:
             with torch.no_grad():
@@ -375,12 +380,27 @@ class _WeightSim:
                     d = torch.from_numpy(np.asarray(val, np.float32))
                     saved.append((t, t.detach().clone()))
                     t.copy_((d.T if transposed else d).reshape(t.shape).to(t.dtype))
-                got = self.wrapper(self.x).numpy()
+                return self.wrapper(x).numpy()
         finally:
             with torch.no_grad():
                 for t, orig in reversed(saved):
                     t.copy_(orig)
-        return measure(self.ref, got, self.ref)["cosine_min"]
+
+    def _sensitivities(self, decompressed: dict, matched: list) -> dict:
+        """{name: 1 - min cosine with that weight alone decompressed}, on the SENSITIVITY_ROWS rows that
+        the full compression hurts most: the minimum cosine is set by the worst rows, so they rank the
+        weights (one forward of a few rows per weight instead of all of them); the greedy choice that
+        follows is judged on every row."""
+        from clipdeploy.latency.parity import measure
+        x, ref = self.x, self.ref
+        if len(ref) > SENSITIVITY_ROWS:
+            got = self._forward(decompressed, x)
+            cos = (ref * got).sum(-1) / (np.linalg.norm(ref, axis=-1) * np.linalg.norm(got, axis=-1))
+            worst = np.sort(np.argsort(cos, kind="stable")[:SENSITIVITY_ROWS])
+            x, ref = x[worst.tolist()], ref[worst]
+        self.sensitivity_rows = int(len(ref))
+        return {n: 1.0 - measure(ref, self._forward({n: decompressed[n]}, x), ref)["cosine_min"]
+                for n in matched}
 
     def keep_fp16(self, decompressed: dict, target: float) -> tuple:
         """Greedy: the weights whose compression alone costs the most cosine go back to fp16, one at a
@@ -392,10 +412,11 @@ class _WeightSim:
         keep, cos = [], full
         if full < target:
             if self._sens is None:
-                self._sens = {n: 1.0 - self.cosine_min({n: decompressed[n]}) for n in matched}
+                self._sens = self._sensitivities(decompressed, matched)
             sens = self._sens
             order = sorted(matched, key=lambda n: -sens[n])
             fig["sensitivity_top"] = [[n, sens[n]] for n in order[:8]]
+            fig["sensitivity_rows"] = self.sensitivity_rows
             for n in order:
                 keep.append(n)
                 cos = self.cosine_min({k: v for k, v in decompressed.items() if k not in keep})
