@@ -128,6 +128,37 @@ def test_broken_reports_are_rejected_with_one_line(breakage, where):
         validate_report([rep])
 
 
+def _long_report(n=5000):
+    """The sample report with its first record's steady samples made long (a device report's size)."""
+    rep = _sample()
+    st = rep["records"][0]["steady"]
+    st["samples_ms"] = [float(x) for x in np.random.default_rng(0).lognormal(3.0, 0.2, n)]
+    st["stats"] = summarize(st["samples_ms"])
+    st.pop("block_ends", None)
+    return rep
+
+
+@pytest.mark.parametrize("bad, message", [
+    (True, "True is not of type 'number'"), ("7", "'7' is not of type 'number'"), (None, "None is not of type"),
+    ([1.0], "[1.0] is not of type 'number'"), (0, "0 is less than or equal to the minimum of 0"),
+    (-2.5, "-2.5 is less than or equal to the minimum of 0"), (1e12, "is greater than the maximum of 86400000"),
+    (float("inf"), "not a finite number")])
+def test_long_sample_arrays_are_checked_like_short_ones(bad, message):
+    """Long samples arrays are validated in bulk (report._validator_class); a bad element anywhere is
+    refused with jsonschema's own message at its own index, exactly as the element-wise check says it."""
+    import jsonschema
+    rep = _long_report()
+    validate_report(rep)                                        # the good one passes
+    rep["records"][0]["steady"]["samples_ms"][4321] = bad
+    with pytest.raises(ReportError) as e:
+        validate_report(rep)
+    msg = str(e.value)
+    assert "records/0/steady/samples_ms/4321" in msg and message in msg and "\n" not in msg, msg
+    if message != "not a finite number":                       # the stock validator finds the same error
+        errs = list(jsonschema.Draft202012Validator(schema()).iter_errors(rep))
+        assert [list(x.absolute_path) for x in errs] == [["records", 0, "steady", "samples_ms", 4321]]
+
+
 def test_zero_shot_agreement_counts_a_reference_tie_as_agreeing():
     """A runner-up within ZERO_SHOT_TIE of the reference's top-1 is a tie, not a disagreement; a clearly
     worse top-1 is; the bars of each precision apply to the result (int8: >= 99 %)."""
