@@ -221,9 +221,11 @@ def _bigmem(item) -> bool:
 # ones, and leave the few-but-long export files to the end, one worker finishing them while the other idles).
 # The long files go first, longest first (seconds of one worker, measured in `make test --durations`), so that
 # what is left at the end is short.
-LONG_FILES = ["test_zoo_export_tinyclip.py", "test_export_cli.py", "test_quant_coreml.py",
-              "test_zoo_export_openai.py", "test_shapes.py", "test_goldens.py", "test_backend_litert.py",
-              "test_quant_onnx.py", "test_validation_gate.py", "test_zoo_clip.py", "test_classifier.py"]
+LONG_FILES = ["test_zoo_export_tinyclip.py", "test_zoo_export_openai.py", "test_export_cli.py", "test_quant_coreml.py",
+              "test_shapes.py", "test_backend_executorch.py", "test_zoo_clip.py", "test_backend_onnx.py",
+              "test_backend_coreml.py", "test_validation_gate.py", "test_backend_litert.py", "test_quant_onnx.py",
+              "test_coreml_ref.py", "test_coreml_ref_encoders.py", "test_goldens.py", "test_layouts.py",
+              "test_classifier.py", "test_models.py"]
 
 
 @pytest.hookimpl(tryfirst=True)   # before -m deselects: the bigmem marker is added here
