@@ -6,8 +6,8 @@ so ONNX and ExecuTorch take a variable length (issue 21's `[1, 8]` acceptance po
 probe ids and 77-token PyTorch reference are what they are checked against."""
 import numpy as np
 import pytest
-import torch
 
+from clipdeploy.export.pipeline import _caller
 from clipdeploy.export.targets import backend
 from clipdeploy.models import shapes as S
 from test_zoo_clip import CASES, IDS, check_export
@@ -29,12 +29,7 @@ def _text_takes_8_tokens_with_the_77_token_embedding(man, root):
     for target in ("onnx", "executorch"):
         [art] = [a for a in man["artifacts"] if (a["target"], a["precision"], a["encoder"]) == (target, "fp32", "text")]
         assert art["inputs"][0]["shape"][1] == "length", art["inputs"]
-        call = backend(target).open(root / art["path"])
-
-        def run(x):
-            y = call(np.ascontiguousarray(x))
-            return np.asarray(y.numpy() if isinstance(y, torch.Tensor) else y, np.float32)
-
+        run = _caller(backend(target), root / art["path"])           # the pipeline's own shape-check caller
         for L in (8, 16, 32, 77):
             rows = [i for i in range(len(ids)) if S.token_count(ids[i]) <= L]
             got = np.concatenate([run(ids[i:i + 1, :L]) for i in rows])
